@@ -1,0 +1,61 @@
+"""The Engine seam: turns one line of text into audio with word timings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Voice:
+    """What an engine knows about a speaker when it renders a line."""
+
+    speaker_id: str
+    name: str
+    lang: str
+    transcript: str
+    profile: dict[str, Any] = field(default_factory=dict)
+    """Whatever `Engine.analyse_reference` returned at registration."""
+    load_reference: Callable[[], tuple[np.ndarray, int]] | None = None
+    """Returns the decoded mono float32 reference and its sample rate."""
+
+
+@dataclass(frozen=True)
+class WordSpan:
+    """Where one word sits in rendered audio, in samples (end exclusive)."""
+
+    start: int
+    end: int
+
+
+@dataclass
+class Rendered:
+    """One rendered line: mono float32 audio in [-1, 1] and one span per input word."""
+
+    audio: np.ndarray
+    sample_rate: int
+    words: list[WordSpan]
+    """Exactly one span per whitespace-separated token of the text given to `synthesize`."""
+
+
+class Engine(Protocol):
+    """A text-to-speech engine. Implementations: `piper` (CPU, bundled) and `fish-speech`."""
+
+    name: str
+
+    def analyse_reference(
+        self, audio: np.ndarray, sample_rate: int, transcript: str, lang: str
+    ) -> dict[str, Any]:
+        """Study a speaker's reference once at registration; the result is stored as JSON."""
+        ...
+
+    def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0) -> Rendered:
+        """Render `text` (already normalised for speech) in `voice`."""
+        ...
+
+    def ready(self) -> bool:
+        """True when the engine can render now (model loaded, a server reachable)."""
+        ...

@@ -1,0 +1,133 @@
+"""The one exception tree of VoiceReel.
+
+Every error the service raises on purpose is a `VoiceReelError`. Each class carries its problem
+type (a stable slug, rendered as `https://voicereel.dev/problems/<slug>`), a title and an HTTP
+status; `api/problems.py` renders them once as RFC 9457 `application/problem+json`.
+
+    VoiceReelError
+    ├── BadRequest (400)
+    ├── Unauthorized (401)
+    ├── Forbidden (403)  ── UrlExpired, UrlInvalid
+    ├── NotFound (404)
+    ├── Conflict (409)
+    ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415)
+    ├── ValidationFailed (422)  ── AudioUnreadable, ReferenceTooLong,
+    │       NotEnoughSpeech ── ReferenceSilent, ReferenceNoise, ReferenceTone, ReferenceTooShort
+    ├── RateLimited (429)
+    ├── ServiceUnavailable (503)
+    └── SynthesisFailed (job error, never an HTTP answer by itself)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://voicereel.dev/problems/"
+
+
+class VoiceReelError(Exception):
+    status = 500
+    slug = "internal"
+    title = "Internal error"
+
+    def __init__(self, detail: str = "", *, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors
+        self.headers = headers or {}
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+
+class BadRequest(VoiceReelError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class Unauthorized(VoiceReelError):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str = "", **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(VoiceReelError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class UrlExpired(Forbidden):
+    slug, title = "url-expired", "The download URL has expired"
+
+
+class UrlInvalid(Forbidden):
+    slug, title = "url-invalid", "The download URL signature is not valid"
+
+
+class NotFound(VoiceReelError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class MethodNotAllowed(VoiceReelError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class Conflict(VoiceReelError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(VoiceReelError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(VoiceReelError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class ValidationFailed(VoiceReelError):
+    status, slug, title = 422, "validation-failed", "The request is not valid"
+
+
+class AudioUnreadable(ValidationFailed):
+    slug, title = "audio-unreadable", "The audio could not be decoded"
+
+
+class NotEnoughSpeech(ValidationFailed):
+    slug, title = "not-enough-speech", "The reference holds too little speech"
+
+
+class ReferenceSilent(NotEnoughSpeech):
+    slug, title = "reference-silent", "The reference is (nearly) silent"
+
+
+class ReferenceNoise(NotEnoughSpeech):
+    slug, title = "reference-noise", "The reference is noise, not speech"
+
+
+class ReferenceTone(NotEnoughSpeech):
+    slug, title = "reference-tone", "The reference is a steady tone, not speech"
+
+
+class ReferenceTooShort(NotEnoughSpeech):
+    slug, title = "reference-too-short", "The reference holds less speech than required"
+
+
+class ReferenceTooLong(ValidationFailed):
+    slug, title = "reference-too-long", "The reference recording is too long"
+
+
+class RateLimited(VoiceReelError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
+class ServiceUnavailable(VoiceReelError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class SynthesisFailed(VoiceReelError):
+    """A job could not be rendered; its message becomes the job's readable `error`."""
+
+    status, slug, title = 500, "synthesis-failed", "Synthesis failed"

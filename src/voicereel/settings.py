@@ -1,0 +1,104 @@
+"""Every VOICEREEL_* setting, validated once at start.
+
+This is the only module that reads the environment. Limits live here as named settings so that
+they are documented in one place (see the README's "Limits" table).
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FILE_NAME = "signing-secret"
+
+
+class Settings(BaseSettings):
+    """Service configuration; each field is read from `VOICEREEL_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="VOICEREEL_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str = ""  # empty: SQLite file in the data dir
+    public_url: str = ""  # empty: URLs are built from the request's own base URL
+    signing_secret: str = ""  # empty in development: generated and kept in the data dir
+    url_ttl_seconds: int = Field(900, ge=1, le=7 * 24 * 3600)
+
+    engine: Literal["piper", "fish-speech"] = "piper"
+    runner: Literal["inline", "celery"] = "inline"
+    storage: Literal["local", "s3"] = "local"
+
+    # Inline runner
+    workers: int = Field(1, ge=1, le=32)
+    job_lease_seconds: int = Field(120, ge=5)
+    sweep_interval_seconds: float = Field(10.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+
+    # Limits
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    min_reference_speech_seconds: float = Field(30.0, ge=0)
+    max_reference_seconds: float = Field(600.0, gt=0)
+    max_script_lines: int = Field(200, ge=1)
+    max_line_chars: int = Field(2000, ge=1)
+    max_script_chars: int = Field(50_000, ge=1)
+    max_pause_ms: int = Field(10_000, ge=0)
+    default_pause_ms: int = Field(250, ge=0)
+    max_name_chars: int = Field(100, ge=1)
+    max_transcript_chars: int = Field(20_000, ge=1)
+    page_size_default: int = Field(20, ge=1)
+    page_size_max: int = Field(100, ge=1)
+
+    # fish-speech engine
+    fish_speech_urls: str = ""  # comma-separated base URLs
+    fish_speech_api_key: str = ""
+    fish_speech_connect_timeout: float = Field(5.0, gt=0)
+    fish_speech_read_timeout: float = Field(120.0, gt=0)
+    fish_speech_retries: int = Field(3, ge=0)
+    fish_speech_temperature: float = Field(0.7, ge=0.1, le=1.0)
+    fish_speech_top_p: float = Field(0.7, ge=0.1, le=1.0)
+    fish_speech_repetition_penalty: float = Field(1.2, ge=0.9, le=2.0)
+    fish_speech_chunk_length: int = Field(200, ge=100, le=300)
+    fish_speech_max_new_tokens: int = Field(1024, ge=0)
+
+    # celery runner
+    broker_url: str = "redis://127.0.0.1:6379/0"
+
+    # s3 storage
+    s3_bucket: str = "voicereel"
+    s3_prefix: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.env == "production" and not self.signing_secret:
+            raise ValueError("VOICEREEL_SIGNING_SECRET is required when VOICEREEL_ENV=production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'voicereel.db').resolve()}"
+
+    def resolved_signing_secret(self) -> bytes:
+        """The URL-signing secret; in development it is generated once and kept in the data dir."""
+        if self.signing_secret:
+            return self.signing_secret.encode()
+        path = self.data_dir / SECRET_FILE_NAME
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own `Settings` and pass them in)."""
+    return Settings()

@@ -1,0 +1,40 @@
+"""The Storage seam: where reference audio and job outputs live."""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from voicereel.errors import BadRequest
+
+# Keys are built by the service only (tenant, resource id, fixed file names), never from a
+# client's file name; this pattern is checked again wherever a key comes back in.
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*(\.[a-z0-9]+)?$")
+
+
+def check_key(key: str) -> str:
+    if not KEY_PATTERN.fullmatch(key) or ".." in key:
+        raise BadRequest(f"invalid storage key {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    """Implementations: `local` (files + HMAC-signed URLs served by the API) and `s3`."""
+
+    name: str
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, keys: list[str]) -> None:
+        """Remove these objects; missing ones are ignored."""
+        ...
+
+    def url(self, key: str, ttl_seconds: int, download_name: str) -> str:
+        """A URL that serves the object until the TTL passes (relative for `local`)."""
+        ...
+
+    def ready(self) -> bool: ...
