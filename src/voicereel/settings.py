@@ -35,8 +35,8 @@ class Settings(BaseSettings):
 
     # Inline runner
     workers: int = Field(1, ge=1, le=32)
-    job_lease_seconds: int = Field(120, ge=5)
-    sweep_interval_seconds: float = Field(10.0, gt=0)
+    job_lease_seconds: int = Field(30, ge=5)
+    sweep_interval_seconds: float = Field(5.0, gt=0)
     max_attempts: int = Field(3, ge=1)
 
     # Limits
@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     fish_speech_repetition_penalty: float = Field(1.2, ge=0.9, le=2.0)
     fish_speech_chunk_length: int = Field(200, ge=100, le=300)
     fish_speech_max_new_tokens: int = Field(1024, ge=0)
+    fish_speech_seed: int | None = Field(None, ge=0, le=2**31 - 1)  # None: derived per speaker
+    fish_speech_backoff_seconds: float = Field(0.5, ge=0)  # first retry delay, doubles per retry
+    fish_speech_cooldown_seconds: float = Field(30.0, ge=0)  # a failed server rests this long
 
     # celery runner
     broker_url: str = "redis://127.0.0.1:6379/0"

@@ -56,6 +56,10 @@ class Engine(Protocol):
         """Render `text` (already normalised for speech) in `voice`."""
         ...
 
+    def warm_up(self) -> None:
+        """Load models or open connections now rather than on the first line."""
+        ...
+
     def ready(self) -> bool:
         """True when the engine can render now (model loaded, a server reachable)."""
         ...

@@ -29,8 +29,8 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def delete(self, keys: list[str]) -> None:
-        """Remove these objects; missing ones are ignored."""
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object whose key starts with `prefix/`."""
         ...
 
     def url(self, key: str, ttl_seconds: int, download_name: str) -> str:

@@ -1,0 +1,3 @@
+from voicereel.cli import main
+
+main()

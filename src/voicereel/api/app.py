@@ -1,0 +1,58 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from voicereel import __version__, errors
+from voicereel.api import problems
+from voicereel.api.routes import files, health, jobs, speakers
+from voicereel.jobs.runners import make_runner
+from voicereel.jobs.services import Services, build_services
+from voicereel.settings import Settings, get_settings
+
+# Multipart framing and form fields around the audio file.
+BODY_OVERHEAD_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the app; the runner starts and the engine loads when the app starts."""
+    settings = settings or get_settings()
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runner = make_runner(services)
+        app.state.runner = runner
+        # The model loads in the background so the port opens at once; /readyz tells when.
+        threading.Thread(target=services.engine.warm_up, name="engine-warm-up",
+                         daemon=True).start()
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+
+    app = FastAPI(title="VoiceReel Studio API", version=__version__, lifespan=lifespan,
+                  description="Multi-speaker text-to-speech with time-synchronised captions.")
+    app.state.services = services
+    problems.install(app)
+
+    @app.middleware("http")
+    async def refuse_oversized_bodies(request: Request,
+                                      call_next: Callable[[Request], Awaitable[Response]]
+                                      ) -> Response:
+        declared = request.headers.get("content-length")
+        limit = settings.max_upload_bytes + BODY_OVERHEAD_BYTES
+        if declared and declared.isdigit() and int(declared) > limit:
+            return problems.problem_response(errors.PayloadTooLarge(
+                f"the request body is larger than {limit} bytes"), request.url.path)
+        return await call_next(request)
+
+    for module in (speakers, jobs, files, health):
+        app.include_router(module.router)
+    return app

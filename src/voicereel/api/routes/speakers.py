@@ -1,0 +1,57 @@
+"""/v1/speakers: register, list, show and delete voices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import Response
+
+from voicereel import operations
+from voicereel.api.deps import CurrentTenant, ServicesDep
+from voicereel.api.schemas import SpeakerOut, SpeakerPage, speaker_out
+from voicereel.db import repo
+from voicereel.errors import PayloadTooLarge
+
+router = APIRouter(prefix="/v1/speakers", tags=["speakers"])
+
+
+@router.post("", status_code=201, response_model=SpeakerOut)
+def create_speaker(
+    services: ServicesDep, tenant: CurrentTenant,
+    name: Annotated[str, Form(max_length=200)],
+    audio: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3 reference")],
+    transcript: Annotated[str, Form()] = "",
+    lang: Annotated[str, Form(max_length=20)] = "en",
+) -> Any:
+    limit = services.settings.max_upload_bytes
+    data = audio.file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the audio file is larger than {limit} bytes")
+    speaker = operations.register_speaker(services, tenant, name, data, transcript, lang)
+    return speaker_out(speaker)
+
+
+@router.get("", response_model=SpeakerPage)
+def list_speakers(
+    services: ServicesDep, tenant: CurrentTenant,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Any:
+    settings = services.settings
+    size = min(limit or settings.page_size_default, settings.page_size_max)
+    with services.db.session() as session:
+        page = repo.list_speakers(session, tenant.id, size, cursor)
+        return {"items": [speaker_out(s) for s in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/{speaker_id}", response_model=SpeakerOut)
+def get_speaker(speaker_id: str, services: ServicesDep, tenant: CurrentTenant) -> Any:
+    with services.db.session() as session:
+        return speaker_out(repo.get_speaker(session, tenant.id, speaker_id))
+
+
+@router.delete("/{speaker_id}", status_code=204)
+def delete_speaker(speaker_id: str, services: ServicesDep, tenant: CurrentTenant) -> Response:
+    operations.delete_speaker(services, tenant, speaker_id)
+    return Response(status_code=204)

@@ -1,0 +1,83 @@
+"""The `voicereel` command: run the service, manage keys, and the offline demo."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from voicereel.settings import Settings, get_settings
+
+
+@click.group()
+def main() -> None:
+    """VoiceReel Studio: multi-speaker text-to-speech with captions."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _services(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    from voicereel.jobs.services import build_services
+
+    return build_services(settings or get_settings())
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    services = _services()
+    services.db.migrate()
+    click.echo(f"database is up to date ({services.db.engine.url.render_as_string()})")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the API with its inline workers (migrations are applied first)."""
+    import uvicorn
+
+    from voicereel import operations
+    from voicereel.api.app import create_app
+    from voicereel.db import repo
+
+    settings = get_settings()
+    services = _services(settings)
+    services.db.migrate()
+    with services.db.session() as session:
+        first_start = repo.count_tenants(session) == 0
+    if first_start and settings.env == "development":
+        key = operations.create_key(services, "default")
+        click.echo(f"First start: created tenant 'default' with development key:\n{key}")
+    click.echo(f"VoiceReel listening on http://{host}:{port} (docs at /docs)", err=False)
+    sys.stdout.flush()
+    uvicorn.run(create_app(settings, services), host=host, port=port, log_level="info")
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="Tenant name; created if new.")
+def keys_create(tenant: str) -> None:
+    """Create an API key; the key is the last line of the output."""
+    from voicereel import operations
+
+    services = _services()
+    services.db.migrate()
+    key = operations.create_key(services, tenant)
+    click.echo(f"API key for tenant {tenant!r} (shown once):")
+    click.echo(key)
+
+
+@main.command()
+@click.option("--out", "out_dir", default="demo-output", show_default=True,
+              type=click.Path(file_okay=False))
+def demo(out_dir: str) -> None:
+    """Register two voices, render a dialogue and write audio and captions, all offline."""
+    from voicereel.demo import run_demo
+
+    for path in run_demo(out_dir, echo=click.echo):
+        click.echo(path)

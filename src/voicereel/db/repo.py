@@ -1,0 +1,277 @@
+"""Every query of the service. Customer-facing reads and writes always take the tenant.
+
+Worker-side functions (`claim_job`, `record_progress`, `finish_job`, ...) address a job by id
+only: the job row itself carries its tenant, and workers never act on a client's say-so.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from voicereel.db.tables import ApiKey, Job, JobFile, Speaker, Tenant, utcnow
+from voicereel.errors import BadRequest, NotFound
+
+UNFINISHED = ("queued", "running")
+FINISHED = ("succeeded", "failed", "canceled")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+# --- tenants and keys -------------------------------------------------------------------------
+
+
+def get_or_create_tenant(session: Session, name: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        tenant = Tenant(id=new_id("ten"), name=name)
+        session.add(tenant)
+        session.flush()
+    return tenant
+
+
+def create_api_key(session: Session, tenant_id: str) -> str:
+    """Store a new key (hashed) for the tenant and return its plaintext, shown once."""
+    plaintext = "vr_" + secrets.token_urlsafe(32)
+    session.add(ApiKey(id=new_id("key"), tenant_id=tenant_id, key_hash=hash_key(plaintext),
+                       prefix=plaintext[:10]))
+    session.flush()
+    return plaintext
+
+
+def tenant_for_key(session: Session, plaintext: str) -> Tenant | None:
+    return session.scalar(
+        select(Tenant).join(ApiKey, ApiKey.tenant_id == Tenant.id)
+        .where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+    )
+
+
+def count_tenants(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Tenant)) or 0
+
+
+# --- pagination -------------------------------------------------------------------------------
+
+
+def _encode_cursor(created_at: datetime, row_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, row_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), row_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("cursor is not valid; use next_cursor from the previous page") from exc
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+# --- speakers ---------------------------------------------------------------------------------
+
+
+def add_speaker(session: Session, speaker: Speaker) -> Speaker:
+    session.add(speaker)
+    session.flush()
+    return speaker
+
+
+def get_speaker(session: Session, tenant_id: str, speaker_id: str) -> Speaker:
+    speaker = session.scalar(
+        select(Speaker).where(Speaker.tenant_id == tenant_id, Speaker.id == speaker_id)
+    )
+    if speaker is None:
+        raise NotFound(f"speaker {speaker_id} not found")
+    return speaker
+
+
+def speakers_by_id(session: Session, tenant_id: str, ids: set[str]) -> dict[str, Speaker]:
+    rows = session.scalars(
+        select(Speaker).where(Speaker.tenant_id == tenant_id, Speaker.id.in_(ids))
+    )
+    return {row.id: row for row in rows}
+
+
+def list_speakers(session: Session, tenant_id: str, limit: int, cursor: str | None) -> Page:
+    """Newest first; the cursor is the (created_at, id) of the last row seen."""
+    query = select(Speaker).where(Speaker.tenant_id == tenant_id)
+    if cursor:
+        created_at, row_id = _decode_cursor(cursor)
+        query = query.where(or_(Speaker.created_at < created_at,
+                                and_(Speaker.created_at == created_at, Speaker.id < row_id)))
+    rows = list(session.scalars(
+        query.order_by(Speaker.created_at.desc(), Speaker.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return Page(rows, next_cursor)
+
+
+def delete_speaker(session: Session, tenant_id: str, speaker_id: str) -> Speaker:
+    speaker = get_speaker(session, tenant_id, speaker_id)
+    session.delete(speaker)
+    session.flush()
+    return speaker
+
+
+# --- jobs: customer side ----------------------------------------------------------------------
+
+
+def add_job(session: Session, job: Job) -> Job:
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    job = session.scalar(select(Job).where(
+        Job.tenant_id == tenant_id, Job.id == job_id, Job.deleted_at.is_(None)))
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def job_files(session: Session, job_id: str) -> list[JobFile]:
+    return list(session.scalars(select(JobFile).where(JobFile.job_id == job_id)
+                                .order_by(JobFile.id)))
+
+
+def delete_job(session: Session, tenant_id: str, job_id: str) -> None:
+    """Cancel the job if unfinished and hide it; the caller removes its stored files."""
+    job = get_job(session, tenant_id, job_id)
+    now = utcnow()
+    if job.status in UNFINISHED:
+        job.status = "canceled"
+        job.finished_at = now
+        job.lease_owner = None
+    job.deleted_at = now
+    session.execute(delete(JobFile).where(JobFile.job_id == job.id))
+
+
+# --- jobs: worker side ------------------------------------------------------------------------
+
+
+def load_job(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float,
+              max_attempts: int) -> bool:
+    """Take a queued job, or a running one whose lease expired; True if this caller got it."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.deleted_at.is_(None), Job.attempts < max_attempts,
+               or_(Job.status == "queued",
+                   and_(Job.status == "running", Job.lease_expires_at < now)))
+        .values(status="running", lease_owner=owner, attempts=Job.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=func.coalesce(Job.started_at, now))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def extend_leases(session: Session, owner: str, lease_seconds: float) -> None:
+    """Heartbeat: the jobs this owner is running stay its own while it lives."""
+    session.execute(
+        update(Job).where(Job.status == "running", Job.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+    )
+
+
+def fail_exhausted_jobs(session: Session, max_attempts: int) -> int:
+    """Jobs whose every attempt died without a verdict get a readable error, not a stuck state."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.attempts >= max_attempts, Job.deleted_at.is_(None),
+               or_(Job.status == "queued",
+                   and_(Job.status == "running", Job.lease_expires_at < now)))
+        .values(status="failed", finished_at=now, lease_owner=None,
+                error=f"the job was attempted {max_attempts} times and no attempt finished")
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_progress(session: Session, job_id: str, owner: str, units_done: int,
+                    units_total: int, lease_seconds: float) -> bool:
+    """Store progress and extend the lease; False if the job is no longer this owner's."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner,
+               Job.deleted_at.is_(None))
+        .values(units_done=units_done, units_total=units_total,
+                progress=units_done / units_total if units_total else 0.0,
+                lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish_job(session: Session, job_id: str, owner: str, files: list[JobFile],
+               audio_seconds: float, characters: int, engine: str) -> bool:
+    """Mark the job succeeded with exactly these files; False if it was canceled meanwhile."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner,
+               Job.deleted_at.is_(None))
+        .values(status="succeeded", progress=1.0, finished_at=utcnow(), lease_owner=None,
+                error=None, audio_seconds=audio_seconds, characters=characters, engine=engine)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    session.execute(delete(JobFile).where(JobFile.job_id == job_id))
+    session.add_all(files)
+    return True
+
+
+def fail_job(session: Session, job_id: str, owner: str, error: str) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner)
+        .values(status="failed", finished_at=utcnow(), lease_owner=None, error=error)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_job(session: Session, job_id: str, owner: str) -> None:
+    """Give a running job back to the queue (a worker shutting down before finishing it)."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner)
+        .values(status="queued", lease_owner=None, lease_expires_at=None)
+    )
+
+
+def dispatchable_job_ids(session: Session, limit: int = 500) -> list[str]:
+    """Queued jobs and running jobs whose lease expired (their worker died)."""
+    now = utcnow()
+    return list(session.scalars(
+        select(Job.id)
+        .where(Job.deleted_at.is_(None),
+               or_(Job.status == "queued",
+                   and_(Job.status == "running", Job.lease_expires_at < now)))
+        .order_by(Job.created_at).limit(limit)
+    ))
+
+
+def count_jobs_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+    return {status: count for status, count in rows}

@@ -1,0 +1,77 @@
+"""The synthesis request: a script of speaker turns plus output options, and its limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from voicereel.errors import ValidationFailed
+from voicereel.settings import Settings
+
+AudioFormat = Literal["wav", "mp3", "flac", "ogg"]
+CaptionFormat = Literal["vtt", "srt", "json"]
+
+
+class ScriptLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    speaker_id: str = Field(min_length=1, max_length=40)
+    text: str = Field(min_length=1)
+    pause_after_ms: int | None = Field(None, ge=0)
+    speed: float = Field(1.0, ge=0.5, le=2.0)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        return value
+
+
+class OutputOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: AudioFormat = "wav"
+    sample_rate: int = Field(24000, ge=8000, le=48000)
+
+
+class SynthesisRequest(BaseModel):
+    """Body of `POST /v1/synthesize`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    script: list[ScriptLine] = Field(min_length=1)
+    output: OutputOptions = Field(default_factory=OutputOptions)
+    captions: list[CaptionFormat] = Field(default_factory=lambda: ["vtt", "srt", "json"])
+
+    @field_validator("captions")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+def check_limits(request: SynthesisRequest, settings: Settings) -> None:
+    """Apply the configured limits; raise one ValidationFailed listing every problem."""
+    errors: list[dict[str, object]] = []
+    if len(request.script) > settings.max_script_lines:
+        errors.append({"loc": ["body", "script"],
+                       "msg": f"at most {settings.max_script_lines} lines are allowed"})
+    total = 0
+    for i, line in enumerate(request.script):
+        total += len(line.text)
+        if len(line.text) > settings.max_line_chars:
+            errors.append({"loc": ["body", "script", i, "text"],
+                           "msg": f"at most {settings.max_line_chars} characters per line"})
+        if line.pause_after_ms is not None and line.pause_after_ms > settings.max_pause_ms:
+            errors.append({"loc": ["body", "script", i, "pause_after_ms"],
+                           "msg": f"at most {settings.max_pause_ms} ms"})
+    if total > settings.max_script_chars:
+        errors.append({"loc": ["body", "script"],
+                       "msg": f"at most {settings.max_script_chars} characters in all"})
+    if errors:
+        raise ValidationFailed("the script exceeds the service limits", errors=errors)
+
+
+def script_characters(request: SynthesisRequest) -> int:
+    return sum(len(line.text) for line in request.script)

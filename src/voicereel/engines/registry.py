@@ -1,0 +1,16 @@
+"""Engine seam: `make_engine(settings)` picks the implementation named by VOICEREEL_ENGINE."""
+
+from __future__ import annotations
+
+from voicereel.engines.base import Engine
+from voicereel.settings import Settings
+
+
+def make_engine(settings: Settings) -> Engine:
+    if settings.engine == "fish-speech":
+        from voicereel.engines.fish_speech import FishSpeechEngine
+
+        return FishSpeechEngine(settings)
+    from voicereel.engines.piper import PiperEngine
+
+    return PiperEngine(settings)

@@ -1,0 +1,133 @@
+"""The use cases behind the API and CLI: each route calls exactly one of these."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+import soundfile as sf
+
+from voicereel.audio.io import check_reference, decode_upload
+from voicereel.db import repo
+from voicereel.db.tables import Job, Speaker, Tenant, utcnow
+from voicereel.domain.script import SynthesisRequest, check_limits
+from voicereel.errors import ValidationFailed
+from voicereel.jobs.runners.base import JobRunner
+from voicereel.jobs.services import Services
+from voicereel.storage import job_prefix, speaker_prefix
+
+
+def create_key(services: Services, tenant_name: str) -> str:
+    """A new API key for the tenant (created if new); the plaintext is returned once."""
+    with services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, tenant_name)
+        return repo.create_api_key(session, tenant.id)
+
+
+def register_speaker(services: Services, tenant: Tenant, name: str, data: bytes,
+                     transcript: str, lang: str) -> Speaker:
+    settings = services.settings
+    name = name.strip()
+    errors = []
+    if not name or len(name) > settings.max_name_chars:
+        errors.append({"loc": ["body", "name"],
+                       "msg": f"name must have 1 to {settings.max_name_chars} characters"})
+    if len(transcript) > settings.max_transcript_chars:
+        errors.append({"loc": ["body", "transcript"],
+                       "msg": f"at most {settings.max_transcript_chars} characters"})
+    if not lang.strip() or len(lang) > 20:
+        errors.append({"loc": ["body", "lang"], "msg": "lang must be a language tag like en"})
+    if errors:
+        raise ValidationFailed("the speaker is not valid", errors=errors)
+    decoded = decode_upload(data, max_seconds=settings.max_reference_seconds)
+    report = check_reference(decoded, settings.min_reference_speech_seconds)
+    profile = services.engine.analyse_reference(decoded.samples, decoded.sample_rate,
+                                                transcript, lang)
+    speaker_id = repo.new_id("spk")
+    key = f"{speaker_prefix(tenant.id, speaker_id)}/reference.wav"
+    buffer = io.BytesIO()
+    sf.write(buffer, decoded.samples, decoded.sample_rate, format="WAV", subtype="PCM_16")
+    services.storage.put(key, buffer.getvalue(), "audio/wav")
+    try:
+        with services.db.session() as session:
+            return repo.add_speaker(session, Speaker(
+                id=speaker_id, tenant_id=tenant.id, name=name, lang=lang.strip(),
+                transcript=transcript, reference_key=key, reference_format=decoded.format,
+                reference_seconds=decoded.duration, speech_seconds=report.speech_seconds,
+                engine=services.engine.name, profile=profile))
+    except Exception:
+        services.storage.delete_prefix(speaker_prefix(tenant.id, speaker_id))
+        raise
+
+
+def delete_speaker(services: Services, tenant: Tenant, speaker_id: str) -> None:
+    with services.db.session() as session:
+        repo.delete_speaker(session, tenant.id, speaker_id)
+    services.storage.delete_prefix(speaker_prefix(tenant.id, speaker_id))
+
+
+def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
+               request: SynthesisRequest) -> Job:
+    """Validate everything, commit the job row, then hand it to the runner."""
+    check_limits(request, services.settings)
+    wanted = {line.speaker_id for line in request.script}
+    with services.db.session() as session:
+        known = repo.speakers_by_id(session, tenant.id, wanted)
+        unknown = [i for i, line in enumerate(request.script) if line.speaker_id not in known]
+        if unknown:
+            raise ValidationFailed("the script names speakers this account does not have", errors=[
+                {"loc": ["body", "script", i, "speaker_id"],
+                 "msg": f"unknown speaker {request.script[i].speaker_id}"} for i in unknown])
+        job = repo.add_job(session, Job(
+            id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
+            request=request.model_dump(mode="json"), units_total=len(request.script) + 1))
+    # Only a committed row is dispatched; a crash here leaves a queued row the sweep finds.
+    runner.submit(job.id)
+    return job
+
+
+def job_view(services: Services, tenant: Tenant, job_id: str, base_url: str) -> dict[str, Any]:
+    """The job as the API shows it, with download URLs valid for the configured TTL."""
+    settings = services.settings
+    with services.db.session() as session:
+        job = repo.get_job(session, tenant.id, job_id)
+        files = repo.job_files(session, job.id) if job.status == "succeeded" else []
+    view: dict[str, Any] = {
+        "id": job.id, "status": job.status, "progress": round(job.progress, 4),
+        "units_done": job.units_done, "units_total": job.units_total,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "attempts": job.attempts, "error": job.error, "result": None,
+    }
+    if job.status == "succeeded":
+        ttl = settings.url_ttl_seconds
+        result: dict[str, Any] = {
+            "duration": job.audio_seconds,
+            "expires_at": (utcnow() + timedelta(seconds=ttl)).isoformat(),
+            "captions": {},
+        }
+        for f in files:
+            name = f"{job.id}-{f.key.rsplit('/', 1)[-1]}"
+            link = {"url": absolute(services.storage.url(f.key, ttl, name), base_url,
+                                    settings.public_url),
+                    "content_type": f.content_type, "size_bytes": f.size_bytes}
+            if f.kind == "audio":
+                result["audio"] = link
+            elif f.kind.startswith("captions."):
+                result["captions"][f.kind.split(".", 1)[1]] = link
+        view["result"] = result
+    return view
+
+
+def absolute(url: str, base_url: str, public_url: str) -> str:
+    if url.startswith(("http://", "https://")):
+        return url
+    return (public_url or base_url).rstrip("/") + url
+
+
+def delete_job(services: Services, tenant: Tenant, job_id: str) -> None:
+    with services.db.session() as session:
+        repo.delete_job(session, tenant.id, job_id)
+    services.storage.delete_prefix(job_prefix(tenant.id, job_id))

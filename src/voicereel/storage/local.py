@@ -1,0 +1,65 @@
+"""Local storage: files under the data dir, served by the API through signed URLs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from voicereel.auth.urls import sign_url
+from voicereel.errors import NotFound
+from voicereel.storage.base import check_key
+
+
+class LocalStorage:
+    name = "local"
+
+    def __init__(self, root: Path, secret: bytes) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._secret = secret
+
+    def path(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        if self.root not in path.parents:
+            raise NotFound("no such file")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a reader never sees half a file and a retry simply replaces it.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound("no such file") from exc
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def delete_prefix(self, prefix: str) -> None:
+        folder = self.path(prefix.rstrip("/"))
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        # Drop directories left empty, up to the storage root.
+        parent = folder.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def url(self, key: str, ttl_seconds: int, download_name: str) -> str:
+        return sign_url(self._secret, check_key(key), ttl_seconds, download_name)
+
+    def ready(self) -> bool:
+        return os.access(self.root, os.W_OK)

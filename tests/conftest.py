@@ -1,0 +1,58 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when configured) and test audio."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from voicereel.db.session import Database
+
+POSTGRES_URL = os.environ.get("VOICEREEL_TEST_POSTGRES_URL", "")
+
+
+def database_backends() -> list[str]:
+    return ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A freshly emptied PostgreSQL database; fails loudly if it is configured but down."""
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=database_backends())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'voicereel.db'}"
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def tenant_name() -> str:
+    return f"tenant-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def reference_wavs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Two ~35 s reference recordings of clearly different voices (made once per run)."""
+    from voicereel.demo import VOICES, make_reference
+
+    return {name: make_reference(pitch, tempo) for name, (pitch, tempo) in VOICES.items()}

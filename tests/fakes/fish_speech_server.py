@@ -1,0 +1,280 @@
+"""A fake fish-speech 1.5 API server: the real HTTP surface of the v1.5.0 tag, no model.
+
+The fish-speech weights cannot run here, so this stands in for `python -m tools.api_server` and
+follows fishaudio/fish-speech at tag v1.5.0 rule by rule:
+
+- routes (tools/server/views.py): `POST /v1/health` -> `{"status": "ok"}` (l. 39-41);
+  `POST /v1/tts` (l. 109-156); any other method or path -> 405 / 404.
+- body decoding (tools/server/api_utils.py l. 40-55, `MsgPackRequest.data`): the content type
+  must be exactly `application/msgpack` (ormsgpack.unpackb) or `application/json`; anything else
+  -> 415 with `Accept: application/msgpack, application/json`.
+- request schema (tools/schema.py l. 140-185): `ServeTTSRequest` and `ServeReferenceAudio`
+  below copy every field, type, default and bound, including the base64 `decode_audio`
+  validator. Deliberately stricter than the real server, so that anything this fake accepts the
+  real one accepts too:
+  * `chunk_length`: v1.5.0 declares `Annotated[int, conint(ge=100, le=300, strict=True)]`;
+    pydantic 2 (v1.5.0 pins 2.9.2) ignores a constrained type nested as Annotated metadata, so
+    the real server takes any int. Here the declared strict 100-300 is enforced.
+  * unknown fields are rejected (pydantic's default, which v1.5.0 keeps, drops them silently,
+    so a misspelt or newer field such as `latency` would be ignored without a word);
+  * reference `audio` must arrive as msgpack bin (bytes), and must decode as an audio file
+    (the real server's torchaudio.load in tools/inference_engine/reference_loader.py l. 105-125
+    fails with a 500 otherwise).
+- validation errors -> 422; `streaming` with a format other than wav -> 400 (views.py l. 124-129).
+- errors are JSON `{"statusCode", "message", "error"}` (tools/server/exception_handler.py).
+- bearer key (tools/api_server.py l. 33-45): with a key, a missing or wrong
+  `Authorization: Bearer` -> 401 "Invalid token". Note that v1.5.0 defines this check but never
+  attaches it to its routes, so a real v1.5.0 server ignores `--api-key`; docs/fish-speech.md
+  says to enforce the key in a reverse proxy. The fake enforces it as intended.
+- the answer (views.py l. 140-156): the audio file written by soundfile at the decoder's sample
+  rate, 44100 Hz (fish_speech/configs/firefly_gan_vq.yaml), content type `audio/wav`.
+- one request at a time: the real handler runs the model on the event loop. This fake serves
+  threads so that it can *detect* overlap; `max_in_flight` records the most concurrent renders.
+
+The audio is a synthetic voiced signal: 0.2 s of silence, then one harmonic "word" per
+whitespace token whose length grows with its letters, short gaps between words, 0.3 s of
+silence at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Annotated, Any, Literal
+
+import msgpack
+import numpy as np
+import soundfile as sf
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SAMPLE_RATE = 44100
+LEAD_SILENCE = 0.2
+TAIL_SILENCE = 0.3
+
+
+class ServeReferenceAudio(BaseModel):
+    """tools/schema.py l. 140-158."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio: Annotated[bytes, Field(strict=True)]
+    text: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def decode_audio(cls, values: Any) -> Any:
+        audio = values.get("audio") if isinstance(values, dict) else None
+        if isinstance(audio, str) and len(audio) > 255:
+            try:
+                values["audio"] = base64.b64decode(audio)
+            except ValueError:
+                pass
+        return values
+
+
+class ServeTTSRequest(BaseModel):
+    """tools/schema.py l. 161-181, field by field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    chunk_length: Annotated[int, Field(ge=100, le=300, strict=True)] = 200
+    format: Literal["wav", "pcm", "mp3"] = "wav"
+    references: list[ServeReferenceAudio] = []
+    reference_id: str | None = None
+    seed: int | None = None
+    use_memory_cache: Literal["on", "off"] = "off"
+    normalize: bool = True
+    streaming: bool = False
+    max_new_tokens: int = 1024
+    top_p: Annotated[float, Field(ge=0.1, le=1.0, strict=True)] = 0.7
+    repetition_penalty: Annotated[float, Field(ge=0.9, le=2.0, strict=True)] = 1.2
+    temperature: Annotated[float, Field(ge=0.1, le=1.0, strict=True)] = 0.7
+
+
+@dataclass
+class Received:
+    """One `/v1/tts` request the fake accepted."""
+
+    request: ServeTTSRequest
+    raw: dict[str, Any]
+    headers: dict[str, str]
+    reference_audio: list[tuple[np.ndarray, int]]
+
+
+def synthetic_speech(text: str, seed: int | None) -> np.ndarray:
+    """A voiced signal with one harmonic burst per word; longer text, longer audio."""
+    rng = np.random.default_rng(seed)
+    parts = [np.zeros(int(LEAD_SILENCE * SAMPLE_RATE), np.float32)]
+    for word in text.split():
+        n = int((0.12 + 0.06 * len(word)) * SAMPLE_RATE)
+        t = np.arange(n) / SAMPLE_RATE
+        f0 = 110.0 + 20.0 * rng.random()
+        voiced = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 8))
+        envelope = np.sin(np.pi * np.arange(n) / n) ** 0.5
+        parts.append((0.25 * voiced * envelope).astype(np.float32))
+        parts.append(np.zeros(int(0.04 * SAMPLE_RATE), np.float32))
+    parts.append(np.zeros(int(TAIL_SILENCE * SAMPLE_RATE), np.float32))
+    return np.concatenate(parts)
+
+
+@dataclass
+class FakeFishSpeech:
+    """Serves the fake on 127.0.0.1 in a thread; `mode` picks the behaviour of `/v1/tts`.
+
+    mode: "ok"; "error" (always 500, like a model error surfacing through
+    `inference_wrapper`); "sleep" (wait `sleep_seconds`, then answer normally).
+    """
+
+    api_key: str | None = None
+    mode: Literal["ok", "error", "sleep"] = "ok"
+    sleep_seconds: float = 3.0
+    received: list[Received] = field(default_factory=list)
+    tts_calls: int = 0
+    health_calls: int = 0
+    max_in_flight: int = 0
+    _in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeFishSpeech:
+        """Listen on a free loopback port and serve in a daemon thread."""
+        fake = self
+
+        class Handler(_Handler):
+            owner = fake
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        server.block_on_close = False  # type: ignore[attr-defined]
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening; later connections are refused."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> FakeFishSpeech:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def refused_url() -> str:
+    """A loopback URL where nothing listens: every connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: FakeFishSpeech
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its read timeout); the real server would log and go on
+
+    def _error(self, status: int, message: str | None, phrase: str,
+               headers: dict[str, str] | None = None) -> None:
+        body = json.dumps({"statusCode": status, "message": message, "error": phrase})
+        self._send(status, body.encode(), "application/json", headers)
+
+    def _authorised(self) -> bool:
+        key = self.owner.api_key
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        self._error(401, "Invalid token", "Unauthorized", {"WWW-Authenticate": "Bearer"})
+        return False
+
+    def do_GET(self) -> None:
+        if self.path in ("/v1/health", "/v1/tts"):
+            self._error(405, None, "Method Not Allowed")
+        else:
+            self._error(404, None, "Not Found")
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/v1/health":
+            with self.owner._lock:
+                self.owner.health_calls += 1
+            if self._authorised():
+                self._send(200, b'{"status":"ok"}', "application/json")
+        elif self.path == "/v1/tts":
+            if self._authorised():
+                self._tts(body)
+        else:
+            self._error(404, None, "Not Found")
+
+    def _tts(self, body: bytes) -> None:
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type == "application/msgpack":
+            data = msgpack.unpackb(body, raw=False)
+        elif content_type == "application/json":
+            data = json.loads(body)
+        else:
+            self._error(415, None, "Unsupported Media Type",
+                        {"Accept": "application/msgpack, application/json"})
+            return
+        try:
+            req = ServeTTSRequest.model_validate(data)
+        except ValidationError as exc:
+            detail = json.dumps(exc.errors(include_url=False, include_input=False), default=str)
+            self._error(422, detail, "Unprocessable Entity")
+            return
+        if req.streaming and req.format != "wav":
+            self._error(400, "Streaming only supports WAV format", "Bad Request")
+            return
+        try:
+            references = [sf.read(io.BytesIO(r.audio), dtype="float32") for r in req.references]
+        except sf.LibsndfileError as exc:
+            self._error(500, f"cannot load reference audio: {exc}", "Internal Server Error")
+            return
+        owner = self.owner
+        with owner._lock:
+            owner.tts_calls += 1
+            owner._in_flight += 1
+            owner.max_in_flight = max(owner.max_in_flight, owner._in_flight)
+        try:
+            if owner.mode == "error":
+                self._error(500, "CUDA out of memory", "Internal Server Error")
+                return
+            if owner.mode == "sleep":
+                time.sleep(owner.sleep_seconds)
+            with owner._lock:
+                owner.received.append(Received(req, data, dict(self.headers), references))
+            buffer = io.BytesIO()
+            sf.write(buffer, synthetic_speech(req.text, req.seed), SAMPLE_RATE, format=req.format)
+            self._send(200, buffer.getvalue(), "audio/wav",
+                       {"Content-Disposition": f"attachment; filename=audio.{req.format}"})
+        finally:
+            with owner._lock:
+                owner._in_flight -= 1
