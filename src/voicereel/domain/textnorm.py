@@ -175,26 +175,29 @@ _QUANTITY_NOUNS = {
     "miles", "km", "kilometers", "kilometres", "meters", "metres", "feet", "ft", "kg", "grams",
     "kilograms", "lbs", "calories", "points", "votes", "hours", "minutes", "seconds", "days",
     "weeks", "months", "years", "tons", "tonnes", "liters", "litres", "bytes", "rows", "lines",
-    "files", "records", "samples", "steps", "copies", "members", "students", "votes", "cars",
+    "files", "records", "samples", "steps", "copies", "members", "students", "cars",
 }
 _YEAR_CUES = {"in", "since", "year", "until", "by", "from", "circa"}
 _AMPM = {"am": ["a", "m"], "a.m": ["a", "m"], "pm": ["p", "m"], "p.m": ["p", "m"]}
 
-# key (lowercase, no final period): expansion, kind. Kinds: "title" precedes a name and never
-# ends a sentence; "word" may end one; "latin" is mid-sentence Latin shorthand.
-_ABBREVIATIONS: dict[str, tuple[list[str], str]] = {
-    "mr": (["mister"], "title"), "mrs": (["missus"], "title"), "ms": (["miz"], "title"),
-    "dr": (["doctor"], "title"), "prof": (["professor"], "title"),
-    "capt": (["captain"], "title"), "sgt": (["sergeant"], "title"),
-    "mt": (["mount"], "title"), "jr": (["junior"], "word"), "sr": (["senior"], "word"),
-    "inc": (["incorporated"], "word"), "ltd": (["limited"], "word"),
-    "dept": (["department"], "word"), "ave": (["avenue"], "word"),
-    "blvd": (["boulevard"], "word"), "etc": (["et", "cetera"], "word"),
-    "vs": (["versus"], "latin"), "e.g": (["for", "example"], "latin"),
-    "i.e": (["that", "is"], "latin"), "approx": (["approximately"], "latin"),
+# Keyed by the lowercase abbreviation without its final period.
+_ABBREVIATIONS: dict[str, list[str]] = {
+    "mr": ["mister"], "mrs": ["missus"], "ms": ["miz"], "dr": ["doctor"], "prof": ["professor"],
+    "capt": ["captain"], "sgt": ["sergeant"], "mt": ["mount"], "jr": ["junior"],
+    "sr": ["senior"], "inc": ["incorporated"], "ltd": ["limited"], "dept": ["department"],
+    "ave": ["avenue"], "blvd": ["boulevard"], "etc": ["et", "cetera"], "vs": ["versus"],
+    "e.g": ["for", "example"], "i.e": ["that", "is"], "approx": ["approximately"],
 }
-# Abbreviations safe to expand without their period (and in any case).
+# Titles precede a name, so their period never ends a sentence.
+_TITLES = {"mr", "mrs", "ms", "dr", "prof", "capt", "sgt", "mt"}
+# Lowercase "ms", "sr" or "ave" are other words; these only count when capitalised.
+_NEEDS_CAPITAL = _TITLES | {"jr", "sr", "inc", "ltd", "dept", "ave", "blvd"}
+# A period after these may double as the full stop when a capitalised word follows.
+_MAY_END_SENTENCE = {"jr", "sr", "inc", "ltd", "dept", "ave", "blvd", "etc"}
+# Safe to expand without their period.
 _BARE_OK = {"mr", "mrs", "dr", "vs", "etc"}
+# Words before "Dr." that make it a title after all ("The Dr. said"), not a street name.
+_DETERMINERS = {"the", "a", "an", "my", "our", "your", "his", "her", "their", "this", "that"}
 
 _LEAD = frozenset("\"'([{“‘«¿¡")
 _TRAIL = frozenset(".,;:!?\"')]}”’»…")
@@ -243,7 +246,7 @@ def _split_punct(token: str) -> tuple[str, str, str]:
 
 
 def _capitalised(core: str | None) -> bool:
-    return bool(core) and core[0].isupper()  # type: ignore[index]
+    return bool(core and core[0].isupper())
 
 
 def _month_number(core: str | None) -> int | None:
@@ -290,6 +293,15 @@ def _date_words(month: int, day: int, year: str) -> list[str] | None:
     if not (1 <= month <= 12 and 1 <= day <= 31):
         return None
     return [_MONTHS[month - 1], *_ordinal(_cardinal(day)), *_year(int(year))]
+
+
+def _phone(core: str) -> list[str]:
+    """Digit by digit, with a comma between groups so the engine pauses as people do."""
+    groups = [_digits(group) for group in core.lstrip("+").split("-")]
+    words = ["plus"] if core[0] == "+" else []
+    for group in groups[:-1]:
+        words += [*group[:-1], group[-1] + ","]
+    return words + groups[-1]
 
 
 def _spell_address(core: str) -> list[str]:
@@ -361,16 +373,19 @@ class _Line:
                 return result
         if not _HAS_DIGIT_RE.search(core):
             return self._wordlike(core), trail
+        if core.lower().endswith(("a.m", "p.m")):
+            # "7p.m." lost its own period to the trail: keep it only as a full stop.
+            trail = self.drop_period(i, True)
         return self._numeric(i, core), trail
 
     # --- rules on words; each returns None when it does not apply -------------------------
 
     def _scale_after_currency(self, i: int, core: str) -> tuple[list[str], str] | None:
-        prev = self.core(i - 1)
-        if core.lower() not in _SCALE_WORDS or not prev or self.trail(i - 1):
+        prev = self.core(i - 1) or ""
+        if core.lower() not in _SCALE_WORDS or self.trail(i - 1):
             return None
-        m = _CURRENCY_RE.fullmatch(prev)
-        if not m or m["scale"]:
+        m = _CURRENCY_RE.fullmatch(prev) or _CURRENCY_AFTER_RE.fullmatch(prev)
+        if not m or m.groupdict().get("scale"):
             return None
         return [core, _CURRENCIES[m["sym"]][1]], self.trail(i)
 
@@ -395,14 +410,15 @@ class _Line:
             return None
         if key not in _ABBREVIATIONS or not (has_period or key in _BARE_OK):
             return None
-        words, kind = _ABBREVIATIONS[key]
-        if kind in ("title", "word") and not core[0].isupper():
+        if key in _NEEDS_CAPITAL and not core[0].isupper():
             return None
-        if key == "dr" and _capitalised(prev) and not _capitalised(nxt):
+        if (key == "dr" and has_period and _capitalised(prev) and not _capitalised(nxt)
+                and (prev or "").lower() not in _DETERMINERS):
             return ["drive"], self.drop_period(i, True)
-        if kind == "title":
-            return list(words), trail[1:] if has_period else trail
-        return list(words), self.drop_period(i, kind == "word")
+        words = list(_ABBREVIATIONS[key])
+        if key in _TITLES:
+            return words, trail[1:] if has_period else trail
+        return words, self.drop_period(i, key in _MAY_END_SENTENCE)
 
     def _month_abbreviation(self, i: int, core: str) -> tuple[list[str], str] | None:
         month = _MONTH_ABBR.get(core)
@@ -413,10 +429,8 @@ class _Line:
         return [_MONTHS[month - 1]], trail[1:] if trail.startswith(".") else trail
 
     def _ampm(self, i: int, core: str) -> tuple[list[str], str] | None:
-        prev = self.core(i - 1)
-        if core.lower() not in _AMPM or not prev or not _TIME_RE.fullmatch(prev):
-            return None
-        if _TIME_RE.fullmatch(prev)["ampm"]:  # type: ignore[index]
+        time = _TIME_RE.fullmatch(self.core(i - 1) or "")
+        if core.lower() not in _AMPM or not time or time["ampm"]:
             return None
         return list(_AMPM[core.lower()]), self.drop_period(i, True)
 
@@ -454,19 +468,16 @@ class _Line:
         if m := _PERCENT_RE.fullmatch(core):
             return [*(["minus"] if m["sign"] else []), *_number(m["int"], m["frac"]), "percent"]
         if m := _ORDINAL_RE.fullmatch(core):
-            words = _ordinal(_integer(m["int"]) or ["zero"])
-            return self._day_first(i, words)
+            words = _ordinal(_integer(m["int"]))
+            return self._day_first(i, m["int"], words)
         if m := _DECADE_RE.fullmatch(core):
             value = m["int"]
             return _plural(_year(int(value)) if _is_year(value) else _integer(value))
-        if m := _TIME_RE.fullmatch(core):
-            if m["m"] is not None or m["ampm"]:
-                has_ampm = bool(m["ampm"]) or (nxt or "").lower() in _AMPM
-                words = _time_words(int(m["h"]), int(m["m"] or 0), has_ampm)
-                if words is not None:
-                    if m["ampm"]:
-                        words += _AMPM[m["ampm"].lower()]
-                    return words
+        if (m := _TIME_RE.fullmatch(core)) and (m["m"] is not None or m["ampm"]):
+            has_ampm = bool(m["ampm"]) or (nxt or "").lower() in _AMPM
+            time = _time_words(int(m["h"]), int(m["m"] or 0), has_ampm)
+            if time is not None:
+                return [*time, *_AMPM.get((m["ampm"] or "").lower(), [])]
         if m := _ISO_DATE_RE.fullmatch(core):
             date = _date_words(int(m["m"]), int(m["d"]), m["y"])
             if date:
@@ -476,11 +487,9 @@ class _Line:
             if date:
                 return date
         if _PHONE_RE.fullmatch(core):
-            return [*(["plus"] if core[0] == "+" else []), *_digits(core)]
-        if m := _RANGE_RE.fullmatch(core):
-            words = self._range(m)
-            if words:
-                return words
+            return _phone(core)
+        if (m := _RANGE_RE.fullmatch(core)) and (spoken_range := self._range(m)):
+            return spoken_range
         if m := _FRACTION_RE.fullmatch(core):
             return self._fraction(m["n"], m["d"])
         if (m := _UNIT_RE.fullmatch(core)) and m["unit"] in _UNITS:
@@ -494,9 +503,10 @@ class _Line:
             return ["point", *_digits(m["frac"])]
         return _fallback(core)
 
-    def _day_first(self, i: int, ordinal: list[str]) -> list[str]:
+    def _day_first(self, i: int, digits: str, ordinal: list[str]) -> list[str]:
         """A day before a month name reads "the fifth of"."""
-        if not self.trail(i) and _month_number(self.core(i + 1)) and len(ordinal) <= 2:
+        is_day = len(digits) <= 2 and 1 <= int(digits) <= 31
+        if is_day and not self.trail(i) and _month_number(self.core(i + 1)):
             return ["the", *ordinal, "of"]
         return ordinal
 
@@ -504,10 +514,11 @@ class _Line:
         int_s, frac = m["int"], m["frac"]
         if m["sign"]:
             return ["minus", *_number(int_s, frac)]
-        if frac is None and "," not in int_s and len(int_s) <= 2 and 1 <= int(int_s) <= 31:
-            if _month_number(prev) and not self.trail(i - 1):
-                return _ordinal(_cardinal(int(int_s)))
-            day_first = self._day_first(i, _ordinal(_cardinal(int(int_s))))
+        if frac is None and len(int_s) <= 2 and 1 <= int(int_s) <= 31:
+            day = _ordinal(_cardinal(int(int_s)))
+            if _month_number(prev) and self.trail(i - 1) in ("", "."):
+                return day
+            day_first = self._day_first(i, int_s, day)
             if day_first[0] == "the":
                 return day_first
         if frac is None and _is_year(int_s):
@@ -560,7 +571,8 @@ def normalize(text: str, lang: str = "en") -> Normalized:
     spoken tokens it became. Languages other than English pass through unchanged."""
     original = text.split()
     if not _is_english(lang):
-        return Normalized(list(original), list(original), [(k, k + 1) for k in range(len(original))])
+        identity = [(k, k + 1) for k in range(len(original))]
+        return Normalized(list(original), list(original), identity)
     line = _Line(original)
     spoken: list[str] = []
     word_map: list[tuple[int, int]] = []
@@ -579,9 +591,11 @@ def normalize(text: str, lang: str = "en") -> Normalized:
 
 def _lend_pause(spoken: list[str], token: str) -> None:
     """Give the pause a dropped token implies (a dash, "...", "?") to the previous spoken word."""
-    marks = "".join("," if c in _DASHES else c for c in token if c in _PAUSE_MARKS + _DASHES)
+    marks = "".join(c for c in token if c in _PAUSE_MARKS)[:3]
+    if not marks and any(c in _DASHES for c in token):
+        marks = ","
     if spoken and marks and spoken[-1][-1] not in _PAUSE_MARKS:
-        spoken[-1] += marks[:3] if marks[0] != "," else ","
+        spoken[-1] += marks
 
 
 def project_spans(normalized: Normalized,
@@ -600,10 +614,7 @@ def project_spans(normalized: Normalized,
     out: list[tuple[int, int]] = []
     for k, span in enumerate(spans):
         if span is None:
-            if out:
-                at = out[-1][1]
-            else:
-                at = next((s[0] for s in spans[k + 1:] if s is not None), 0)
+            at = out[-1][1] if out else next((s[0] for s in spans[k + 1:] if s), 0)
             span = (at, at)
         out.append(span)
     return out
