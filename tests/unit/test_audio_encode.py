@@ -1,0 +1,94 @@
+"""Encoding output audio: every format decodes back, WAV and FLAC to the exact sample."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voicereel.audio import encode as enc
+from voicereel.audio.io import decode_upload, sniff_format
+
+
+def chirp(seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (0.6 * np.sin(2 * np.pi * (200 + 400 * t) * t)).astype(np.float32)
+
+
+def test_format_tables_agree() -> None:
+    assert set(enc.FORMATS) == {"wav", "mp3", "flac", "ogg"}
+    assert set(enc.CONTENT_TYPES) == set(enc.FORMATS) == set(enc.EXTENSIONS)
+    assert enc.CONTENT_TYPES["mp3"] == "audio/mpeg"
+    assert all(enc.EXTENSIONS[f] == "." + f for f in enc.FORMATS)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+@pytest.mark.parametrize("rate", [8000, 22050, 24000, 44100, 48000])
+@pytest.mark.parametrize("n", [1, 1001, 24001])
+def test_lossless_formats_keep_every_sample(fmt: str, rate: int, n: int) -> None:
+    x = chirp(n / rate, rate)[:n]
+    data = enc.encode(x, rate, fmt)
+    y, sr = sf.read(io.BytesIO(data), dtype="float32")
+    assert sr == rate
+    assert len(y) == n
+    assert np.max(np.abs(y - x)) <= 1.0 / 32767 + 1e-7
+    assert sf.info(io.BytesIO(data)).subtype == "PCM_16"
+
+
+@pytest.mark.parametrize("fmt", enc.FORMATS)
+def test_every_format_decodes_back(fmt: str) -> None:
+    x = chirp(2.0, 24000)
+    data = enc.encode(x, 24000, fmt)
+    assert sniff_format(data) == fmt
+    audio = decode_upload(data, max_seconds=60)
+    assert audio.sample_rate == 24000
+    assert len(audio.samples) >= len(x)
+    assert len(audio.samples) - len(x) < (3000 if fmt == "mp3" else 1)
+
+
+def test_ogg_is_vorbis_and_close_to_the_input() -> None:
+    x = chirp(2.0, 24000)
+    data = enc.encode(x, 24000, "ogg")
+    assert sf.info(io.BytesIO(data)).subtype == "VORBIS"
+    y, _ = sf.read(io.BytesIO(data), dtype="float32")
+    assert np.corrcoef(x, y[: len(x)])[0, 1] > 0.99
+
+
+def test_mp3_is_128_kbps_mono_and_roughly_the_input() -> None:
+    x = chirp(4.0, 24000)
+    data = enc.encode(x, 24000, "mp3")
+    # 128 kbps for 4 s is 64 kB, give or take the frame padding and delay
+    assert 60_000 < len(data) < 70_000
+    info = sf.info(io.BytesIO(data))
+    assert info.channels == 1 and info.samplerate == 24000
+    y, _ = sf.read(io.BytesIO(data), dtype="float32")
+    # find the encoder delay, then compare the aligned signals
+    lag = int(np.argmax(np.correlate(y[:6000], x[:3000], mode="valid")))
+    assert lag < 3000
+    assert np.corrcoef(x, y[lag : lag + len(x)])[0, 1] > 0.98
+
+
+@pytest.mark.parametrize(("asked", "written"), [
+    (8000, 8000), (16000, 16000), (22050, 22050), (24000, 24000), (44100, 44100),
+    (48000, 48000), (17000, 22050), (30000, 32000), (96000, 48000), (4000, 8000),
+])
+def test_mp3_sample_rate_rounds_up_to_a_supported_rate(asked: int, written: int) -> None:
+    assert enc.mp3_sample_rate(asked) == written
+    data = enc.encode(chirp(0.5, asked), asked, "mp3")
+    assert sf.info(io.BytesIO(data)).samplerate == written
+
+
+def test_samples_are_clipped_not_wrapped() -> None:
+    x = np.array([2.0, -2.0, 1.0, -1.0, 0.5], np.float32)
+    y, _ = sf.read(io.BytesIO(enc.encode(x, 16000, "wav")), dtype="int16")
+    # libsndfile scales by 32768 and saturates: full scale, never a wrap to the other sign
+    assert y.tolist() == [32767, -32768, 32767, -32768, 16384]
+
+
+def test_unknown_format_and_bad_rate_are_refused() -> None:
+    with pytest.raises(ValueError):
+        enc.encode(np.zeros(10, np.float32), 16000, "aac")
+    with pytest.raises(ValueError):
+        enc.encode(np.zeros(10, np.float32), 0, "wav")
