@@ -4,7 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint serve bench clean
+.PHONY: install system-deps demo test lint serve bench clean
+
+# ffmpeg reads our captions in the tests (and decodes MP3 where libsndfile cannot); on a Debian
+# machine where we are root it is installed here, elsewhere install it with your package manager.
+system-deps:
+	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; } || \
+	  echo "ffmpeg not found: install it to run the caption conversion tests"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +24,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/voicereel demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -14,6 +14,8 @@ from voicereel.settings import Settings, get_settings
 def main() -> None:
     """VoiceReel Studio: multi-speaker text-to-speech with captions."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per HTTP call drowns the demo's progress bar.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _services(settings: Settings | None = None):  # type: ignore[no-untyped-def]

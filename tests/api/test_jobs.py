@@ -1,0 +1,119 @@
+"""Jobs through the real pipeline and inline runner: formats, failures, restarts, cancel."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import timedelta
+
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from voicereel import operations
+from voicereel.db import repo
+from voicereel.db.tables import Job, utcnow
+from voicereel.domain.script import SynthesisRequest
+from voicereel.jobs.pipeline import run_job
+from voicereel.jobs.runners.inline import InlineRunner
+from voicereel.jobs.services import Services
+
+
+def _speaker(client: TestClient, wav: bytes, name: str) -> str:
+    r = client.post("/v1/speakers", data={"name": name},
+                    files={"audio": ("r.wav", wav, "audio/wav")})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _wait(client: TestClient, job_id: str, timeout: float = 180) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("fmt", "rate"), [("flac", 44100), ("ogg", 16000), ("mp3", 22050)])
+def test_formats_and_rates(client: TestClient, reference_wavs: dict[str, bytes], fmt: str,
+                           rate: int) -> None:
+    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    r = client.post("/v1/synthesize", json={
+        "script": [{"speaker_id": alice, "text": "One line, rendered twice."},
+                   {"speaker_id": alice, "text": "And again.", "pause_after_ms": 0}],
+        "output": {"format": fmt, "sample_rate": rate}, "captions": ["json"]})
+    assert r.status_code == 202
+    job = _wait(client, r.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    assert set(job["result"]["captions"]) == {"json"}
+    audio = client.get(job["result"]["audio"]["url"])
+    assert audio.headers["content-type"].startswith(job["result"]["audio"]["content_type"])
+    captions = json.loads(client.get(job["result"]["captions"]["json"]["url"]).content)
+    data, got_rate = sf.read(io.BytesIO(audio.content))
+    assert got_rate == rate
+    if fmt != "mp3":  # MP3 frames pad the end; the others keep every sample
+        assert abs(len(data) / rate - captions["duration"]) < 0.001
+
+
+def _queued_job(services: Services, tenant_name: str, speaker_id: str) -> str:
+    with services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, tenant_name)
+    idle = InlineRunner(services)  # never started: submit() queues nothing
+    request = SynthesisRequest.model_validate(
+        {"script": [{"speaker_id": speaker_id, "text": "Queued before the restart."}]})
+    return operations.submit_job(services, idle, tenant, request).id
+
+
+def test_restart_dispatches_queued_and_abandoned_jobs(
+        client: TestClient, services: Services, tenant_name: str,
+        reference_wavs: dict[str, bytes]) -> None:
+    bob = _speaker(client, reference_wavs["Bob"], "Bob")
+    queued = _queued_job(services, tenant_name, bob)
+    abandoned = _queued_job(services, tenant_name, bob)
+    with services.db.session() as session:  # a worker that died mid-job, its lease run out
+        job = session.get(Job, abandoned)
+        assert job is not None
+        job.status, job.lease_owner, job.attempts = "running", "dead-host:1:x", 1
+        job.lease_expires_at = utcnow() - timedelta(seconds=1)
+    # The app's runner sweeps every 0.5 s and must pick both up.
+    for job_id in (queued, abandoned):
+        done = _wait(client, job_id)
+        assert done["status"] == "succeeded", done
+    assert client.get(f"/v1/jobs/{abandoned}").json()["attempts"] == 2
+
+
+def test_failed_job_has_readable_error(services: Services, tenant_name: str,
+                                       reference_wavs: dict[str, bytes]) -> None:
+    # No app here, so no runner races the test: the pipeline is called as a worker would.
+    with services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, tenant_name)
+    bob = operations.register_speaker(services, tenant, "Bob", reference_wavs["Bob"], "", "en")
+    job_id = _queued_job(services, tenant_name, bob.id)
+    operations.delete_speaker(services, tenant, bob.id)  # its voice is gone before it runs
+    run_job(services, job_id, owner="test-worker")
+    job = operations.job_view(services, tenant, job_id, "http://test")
+    assert job["status"] == "failed"
+    assert bob.id in job["error"] and "deleted" in job["error"]
+    assert job["result"] is None
+    run_job(services, job_id, owner="test-worker")  # a second delivery changes nothing
+    assert operations.job_view(services, tenant, job_id, "http://test")["attempts"] == 1
+
+
+def test_delete_cancels_unfinished_job(client: TestClient, services: Services,
+                                       tenant_name: str, reference_wavs: dict[str, bytes]) -> None:
+    bob = _speaker(client, reference_wavs["Bob"], "Bob")
+    job_id = _queued_job(services, tenant_name, bob)
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+    with services.db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == "canceled" and job.deleted_at is not None
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+    time.sleep(1.5)  # three sweeps: a canceled job is never picked up again
+    with services.db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == "canceled" and job.attempts == 0
+    files = services.settings.data_dir / "files"
+    assert not list(files.glob(f"*/jobs/{job_id}"))
