@@ -97,6 +97,18 @@ class Job(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class JobUnit(Base):
+    """One rendered line of a fanned-out job, kept in storage until the job is assembled."""
+
+    __tablename__ = "job_units"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class JobFile(Base):
     __tablename__ = "job_files"
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from voicereel.domain.markup import split_pauses, strip_markup
 from voicereel.errors import ValidationFailed
 from voicereel.settings import Settings
 
@@ -63,6 +64,13 @@ def check_limits(request: SynthesisRequest, settings: Settings) -> None:
         if len(line.text) > settings.max_line_chars:
             errors.append({"loc": ["body", "script", i, "text"],
                            "msg": f"at most {settings.max_line_chars} characters per line"})
+        try:
+            split_pauses(line.text, settings.max_pause_ms)
+        except ValidationFailed as exc:
+            errors.append({"loc": ["body", "script", i, "text"], "msg": exc.detail})
+        if not strip_markup(line.text).strip():
+            errors.append({"loc": ["body", "script", i, "text"],
+                           "msg": "a line needs words, not only pause markers"})
         if line.pause_after_ms is not None and line.pause_after_ms > settings.max_pause_ms:
             errors.append({"loc": ["body", "script", i, "pause_after_ms"],
                            "msg": f"at most {settings.max_pause_ms} ms"})

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +23,10 @@ from voicereel.audio.mix import concat_with_pauses, fade_edges
 from voicereel.db import repo
 from voicereel.db.tables import JobFile, Speaker
 from voicereel.domain import captions as captions_mod
+from voicereel.domain.markup import split_pauses, strip_markup
 from voicereel.domain.script import SynthesisRequest, script_characters
-from voicereel.domain.timeline import Segment, Timeline, TimedWord
+from voicereel.domain.textnorm import normalize, project_spans
+from voicereel.domain.timeline import Segment, TimedWord, Timeline
 from voicereel.engines.base import Voice
 from voicereel.errors import SynthesisFailed, VoiceReelError
 from voicereel.jobs.services import Services
@@ -56,96 +59,152 @@ def voice_for(services: Services, speaker: Speaker) -> Voice:
                  load_reference=reference_loader(services, speaker.reference_key))
 
 
+@dataclass
+class JobPlan:
+    """A claimed job, loaded once: its request and the voices of its speakers."""
+
+    job_id: str
+    tenant_id: str
+    request: SynthesisRequest
+    speakers: dict[str, Speaker]
+    voices: dict[str, Voice]
+
+    @property
+    def prefix(self) -> str:
+        return job_prefix(self.tenant_id, self.job_id)
+
+    @property
+    def units_total(self) -> int:
+        return len(self.request.script) + 1  # every line, then assembly and upload
+
+
 def run_job(services: Services, job_id: str, owner: str) -> None:
     """Claim the job and render it; every outcome ends in a final state or a retry later."""
-    settings, db = services.settings, services.db
-    with db.session() as session:
-        claimed = repo.claim_job(session, job_id, owner, settings.job_lease_seconds,
-                                 settings.max_attempts)
-    if not claimed:
+    if not claim(services, job_id, owner):
         return
+    with job_outcome(services, job_id, owner):
+        plan = load_plan(services, job_id)
+        rendered = []
+        for index in range(len(plan.request.script)):
+            rendered.append(render_line(services, plan, index))
+            record_units(services, job_id, owner, index + 1, plan.units_total)
+        assemble(services, plan, rendered, owner)
+
+
+def claim(services: Services, job_id: str, owner: str) -> bool:
+    settings = services.settings
+    with services.db.session() as session:
+        return repo.claim_job(session, job_id, owner, settings.job_lease_seconds,
+                              settings.max_attempts)
+
+
+@contextmanager
+def job_outcome(services: Services, job_id: str, owner: str) -> Iterator[None]:
+    """Turn whatever the rendering raises into the job's final state (or a silent stop)."""
     try:
-        _render(services, job_id, owner)
+        yield
     except JobLost:
         log.info("job %s was canceled or taken over; attempt by %s stops", job_id, owner)
     except VoiceReelError as exc:
         log.warning("job %s failed: %s", job_id, exc.detail)
-        with db.session() as session:
+        with services.db.session() as session:
             repo.fail_job(session, job_id, owner, exc.detail)
     except Exception as exc:
         log.exception("job %s crashed", job_id)
-        with db.session() as session:
+        with services.db.session() as session:
             repo.fail_job(session, job_id, owner,
                           f"internal error while rendering ({type(exc).__name__})")
 
 
-def _render(services: Services, job_id: str, owner: str) -> None:
-    settings, db, engine = services.settings, services.db, services.engine
-    with db.session() as session:
+def load_plan(services: Services, job_id: str) -> JobPlan:
+    with services.db.session() as session:
         job = repo.load_job(session, job_id)
-        if job is None:
+        if job is None or job.deleted_at is not None:
             raise JobLost(job_id)
-        tenant_id = job.tenant_id
         request = SynthesisRequest.model_validate(job.request)
-        speakers = repo.speakers_by_id(session, tenant_id,
-                                       {line.speaker_id for line in request.script})
-    missing = sorted({line.speaker_id for line in request.script} - speakers.keys())
+        wanted = {line.speaker_id for line in request.script}
+        speakers = repo.speakers_by_id(session, job.tenant_id, wanted)
+    missing = sorted(wanted - speakers.keys())
     if missing:
         raise SynthesisFailed(f"speaker(s) {', '.join(missing)} were deleted after submission")
     voices = {sid: voice_for(services, spk) for sid, spk in speakers.items()}
+    return JobPlan(job_id, job.tenant_id, request, speakers, voices)
 
+
+def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
+    """Render script line `index` at the output rate, with one timed word per caption word."""
+    line = plan.request.script[index]
+    voice = plan.voices[line.speaker_id]
+    rate = plan.request.output.sample_rate
+    clips: list[np.ndarray] = []
+    pauses: list[int] = []
+    words: list[TimedWord] = []
+    offset = 0
+    for piece in split_pauses(line.text, services.settings.max_pause_ms):
+        clip = np.zeros(0, np.float32)
+        if piece.text.strip():
+            norm = normalize(piece.text, voice.lang)
+            out = services.engine.synthesize(norm.spoken_text, voice, speed=line.speed)
+            clip = fade_edges(resample(out.audio, out.sample_rate, rate), rate)
+            ratio = len(clip) / max(1, len(out.audio))
+            spans = project_spans(norm, [(w.start, w.end) for w in out.words])
+            words += [TimedWord(word, offset + min(len(clip), round(start * ratio)),
+                                offset + min(len(clip), round(end * ratio)))
+                      for word, (start, end) in zip(norm.original_words, spans, strict=True)]
+        pause = round(rate * piece.pause_after_ms / 1000)
+        clips.append(clip)
+        pauses.append(pause)
+        offset += len(clip) + pause
+    audio, _ = concat_with_pauses(clips, pauses)
+    return RenderedLine(audio, words)
+
+
+def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
+             owner: str) -> None:
+    """Join the lines, encode, write every file, then mark the job succeeded."""
+    request, settings = plan.request, services.settings
     rate = request.output.sample_rate
-    units_total = len(request.script) + 1  # every line, then assembly and upload
-    rendered: list[RenderedLine] = []
-    for index, line in enumerate(request.script):
-        out = engine.synthesize(line.text, voices[line.speaker_id], speed=line.speed)
-        audio = fade_edges(resample(out.audio, out.sample_rate, rate), rate)
-        ratio = len(audio) / max(1, len(out.audio))
-        words = [TimedWord(word, min(len(audio), round(span.start * ratio)),
-                           min(len(audio), round(span.end * ratio)))
-                 for word, span in zip(line.text.split(), out.words, strict=True)]
-        rendered.append(RenderedLine(audio, words))
-        _progress(services, job_id, owner, index + 1, units_total)
-
     pauses = [round(rate * (line.pause_after_ms if line.pause_after_ms is not None
                             else settings.default_pause_ms) / 1000)
               for line in request.script]
-    pauses[-1] = 0  # the track ends with the last word's audio
+    pauses[-1] = 0  # the track ends with the last line's audio
     master, offsets = concat_with_pauses([r.audio for r in rendered], pauses)
     timeline = Timeline(sample_rate=rate, total_samples=len(master))
     for index, (line, piece, offset) in enumerate(zip(request.script, rendered, offsets,
                                                       strict=True)):
-        speaker = speakers[line.speaker_id]
+        speaker = plan.speakers[line.speaker_id]
         timeline.segments.append(Segment(
-            index=index, speaker_id=speaker.id, speaker=speaker.name, text=line.text,
+            index=index, speaker_id=speaker.id, speaker=speaker.name,
+            text=" ".join(strip_markup(line.text).split()),
             start=offset, end=offset + len(piece.audio),
             words=[TimedWord(w.text, offset + w.start, offset + w.end) for w in piece.words]))
 
-    prefix = job_prefix(tenant_id, job_id)
     fmt = request.output.format
     outputs: list[tuple[str, str, bytes, str]] = [
-        ("audio", f"{prefix}/audio.{fmt}", encode(master, rate, fmt), AUDIO_TYPES[fmt])]
+        ("audio", f"{plan.prefix}/audio.{fmt}", encode(master, rate, fmt), AUDIO_TYPES[fmt])]
     caption_json = timeline.to_json()
     for cap in request.captions:
         body = captions_mod.render(caption_json, cap).encode()
-        outputs.append((f"captions.{cap}", f"{prefix}/captions.{cap}", body,
+        outputs.append((f"captions.{cap}", f"{plan.prefix}/captions.{cap}", body,
                         captions_mod.CONTENT_TYPES[cap]))
     for _kind, key, body, content_type in outputs:
         services.storage.put(key, body, content_type)
 
-    files = [JobFile(job_id=job_id, kind=kind, key=key, content_type=content_type,
+    files = [JobFile(job_id=plan.job_id, kind=kind, key=key, content_type=content_type,
                      size_bytes=len(body)) for kind, key, body, content_type in outputs]
-    with db.session() as session:
-        finished = repo.finish_job(session, job_id, owner, files,
+    with services.db.session() as session:
+        finished = repo.finish_job(session, plan.job_id, owner, files,
                                    audio_seconds=timeline.seconds(len(master)),
-                                   characters=script_characters(request), engine=engine.name)
+                                   characters=script_characters(request),
+                                   engine=services.engine.name)
     if not finished:
         # Canceled while the files were written: nothing of this job may remain.
-        services.storage.delete_prefix(prefix)
-        raise JobLost(job_id)
+        services.storage.delete_prefix(plan.prefix)
+        raise JobLost(plan.job_id)
 
 
-def _progress(services: Services, job_id: str, owner: str, done: int, total: int) -> None:
+def record_units(services: Services, job_id: str, owner: str, done: int, total: int) -> None:
+    """Store progress and renew the lease; stop if the job is no longer this attempt's."""
     with services.db.session() as session:
         still_ours = repo.record_progress(session, job_id, owner, done, total,
                                           services.settings.job_lease_seconds)
