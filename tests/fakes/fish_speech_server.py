@@ -32,13 +32,14 @@ follows fishaudio/fish-speech at tag v1.5.0 rule by rule:
   threads so that it can *detect* overlap; `max_in_flight` records the most concurrent renders.
 
 The audio is a synthetic voiced signal: 0.2 s of silence, then one harmonic "word" per
-whitespace token whose length grows with its letters, short gaps between words, 0.3 s of
-silence at the end.
+whitespace token whose length grows with its letters, each followed by a 40 ms gap, then 0.3 s
+of silence at the end.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import socket
@@ -56,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 SAMPLE_RATE = 44100
 LEAD_SILENCE = 0.2
 TAIL_SILENCE = 0.3
+WORD_GAP = 0.04
 
 
 class ServeReferenceAudio(BaseModel):
@@ -71,10 +73,9 @@ class ServeReferenceAudio(BaseModel):
     def decode_audio(cls, values: Any) -> Any:
         audio = values.get("audio") if isinstance(values, dict) else None
         if isinstance(audio, str) and len(audio) > 255:
-            try:
+            # Not base64 after all: v1.5.0 leaves the string for the bytes check to refuse.
+            with contextlib.suppress(ValueError):
                 values["audio"] = base64.b64decode(audio)
-            except ValueError:
-                pass
         return values
 
 
@@ -119,7 +120,7 @@ def synthetic_speech(text: str, seed: int | None) -> np.ndarray:
         voiced = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 8))
         envelope = np.sin(np.pi * np.arange(n) / n) ** 0.5
         parts.append((0.25 * voiced * envelope).astype(np.float32))
-        parts.append(np.zeros(int(0.04 * SAMPLE_RATE), np.float32))
+        parts.append(np.zeros(int(WORD_GAP * SAMPLE_RATE), np.float32))
     parts.append(np.zeros(int(TAIL_SILENCE * SAMPLE_RATE), np.float32))
     return np.concatenate(parts)
 
@@ -158,7 +159,7 @@ class FakeFishSpeech:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
-        server.block_on_close = False  # type: ignore[attr-defined]
+        server.block_on_close = False
         self._server = server
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return self
@@ -236,13 +237,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _tts(self, body: bytes) -> None:
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type == "application/msgpack":
-            data = msgpack.unpackb(body, raw=False)
-        elif content_type == "application/json":
-            data = json.loads(body)
-        else:
+        if content_type not in ("application/msgpack", "application/json"):
             self._error(415, None, "Unsupported Media Type",
                         {"Accept": "application/msgpack, application/json"})
+            return
+        try:
+            data = (msgpack.unpackb(body, raw=False) if content_type == "application/msgpack"
+                    else json.loads(body))
+        except ValueError as exc:
+            self._error(500, str(exc), "Internal Server Error")
             return
         try:
             req = ServeTTSRequest.model_validate(data)
@@ -272,8 +275,15 @@ class _Handler(BaseHTTPRequestHandler):
             with owner._lock:
                 owner.received.append(Received(req, data, dict(self.headers), references))
             buffer = io.BytesIO()
-            sf.write(buffer, synthetic_speech(req.text, req.seed), SAMPLE_RATE, format=req.format)
-            self._send(200, buffer.getvalue(), "audio/wav",
+            try:
+                sf.write(buffer, synthetic_speech(req.text, req.seed), SAMPLE_RATE,
+                         format=req.format)
+            except (sf.LibsndfileError, TypeError, ValueError) as exc:
+                self._error(500, str(exc), "Internal Server Error")  # e.g. "pcm", as in v1.5.0
+                return
+            content_type = {"wav": "audio/wav", "mp3": "audio/mpeg"}.get(
+                req.format, "application/octet-stream")
+            self._send(200, buffer.getvalue(), content_type,
                        {"Content-Disposition": f"attachment; filename=audio.{req.format}"})
         finally:
             with owner._lock:

@@ -29,13 +29,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         runner = make_runner(services)
         app.state.runner = runner
         # The model loads in the background so the port opens at once; /readyz tells when.
-        threading.Thread(target=services.engine.warm_up, name="engine-warm-up",
-                         daemon=True).start()
+        warm_up = threading.Thread(target=services.engine.warm_up, name="engine-warm-up",
+                                   daemon=True)
+        warm_up.start()
         runner.start()
         try:
             yield
         finally:
             runner.stop()
+            # A model still loading in native code when the interpreter exits aborts it.
+            warm_up.join()
 
     app = FastAPI(title="VoiceReel Studio API", version=__version__, lifespan=lifespan,
                   description="Multi-speaker text-to-speech with time-synchronised captions.")

@@ -46,7 +46,10 @@ from voicereel.settings import Settings
 log = logging.getLogger(__name__)
 
 FRAME_SECONDS = 0.02
-CLIP_LEVEL = 0.99
+# Clipping shows as flat tops: runs of samples at the recording's peak. Peak-normalised clean
+# speech touches its peak for a sample or two; a clipped take stays there for dozens.
+CLIP_LEVEL = 0.98
+CLIP_RUN_SECONDS = 1 / 5000
 SPAN_MIN_SECONDS = 10.0
 SPAN_MAX_SECONDS = 30.0
 # fish-speech's docs prompt with "~10 seconds of voice"; a little more carries more of the
@@ -55,6 +58,7 @@ SPAN_TARGET_SECONDS = 20.0
 PAUSE_PAD_SECONDS = 0.1
 # How far (in seconds of speech) the proportional estimate may move to reach a boundary.
 SNAP_SECONDS = 2.0
+REFERENCE_CACHE_SIZE = 64  # speakers whose encoded span is kept in memory
 SENTENCE_END = ".!?…。！？"
 CLAUSE_END = ",;:，、；：—"
 CLOSERS = "\"')]}»”’」』"
@@ -71,9 +75,15 @@ def _frame_levels(audio: np.ndarray, sample_rate: int, frame_seconds: float) -> 
     """Per-frame level in dB, per-frame clipping flag, and the frame length in samples."""
     hop = max(1, int(round(sample_rate * frame_seconds)))
     n = len(audio) // hop
-    frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop)
-    db = 20.0 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) + 1e-10)
-    clipped = np.max(np.abs(frames), axis=1, initial=0.0) >= CLIP_LEVEL
+    samples = np.abs(np.asarray(audio[: n * hop], dtype=np.float64))
+    db = 20.0 * np.log10(np.sqrt(np.mean(samples.reshape(n, hop) ** 2, axis=1)) + 1e-10)
+    clipped = np.zeros(n, dtype=bool)
+    peak = float(samples.max(initial=0.0))
+    if peak > 0.1:
+        run = max(4, int(sample_rate * CLIP_RUN_SECONDS))
+        at_peak = (samples >= CLIP_LEVEL * peak).astype(np.float64)
+        flat = np.flatnonzero(np.convolve(at_peak, np.ones(run), mode="valid") >= run - 0.5)
+        clipped[flat // hop] = True
     return db, clipped, hop
 
 
@@ -95,14 +105,14 @@ def _silent_runs(mask: np.ndarray, min_frames: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class ReferenceSpan:
-    """The chosen part of a reference, in frames of `FRAME_SECONDS` and in seconds."""
+    """The chosen part of a reference; times in seconds."""
 
     start: float
     end: float
     speech_ratio: float
     clipped: bool
     speech_before: float
-    """Seconds of speech in the reference before the span starts."""
+    """Speech detected in the reference before the span starts."""
     speech_inside: float
     speech_total: float
 
@@ -112,7 +122,8 @@ def choose_reference_span(audio: np.ndarray, sample_rate: int) -> ReferenceSpan:
 
     Candidate starts sit just before speech resumes after a pause and candidate ends just after
     speech stops, so no word is cut. Each start/end pair lasting 10-30 s is scored by its speech
-    density, heavily penalised for clipped frames, with a slight preference for spans near 20 s.
+    density, heavily penalised for clipped frames, with slight preferences for spans near 20 s
+    and for cuts in long pauses.
     Recordings without usable pauses fall back to a 0.5 s grid; ones under 10 s are kept whole.
     """
     db, clipped, hop = _frame_levels(audio, sample_rate, FRAME_SECONDS)
@@ -140,12 +151,16 @@ def choose_reference_span(audio: np.ndarray, sample_rate: int) -> ReferenceSpan:
         return make(0, n)
     for min_pause in (0.25, 0.1, None):
         if min_pause is None:
-            grid = np.arange(0, n + 1, int(0.5 / FRAME_SECONDS))
-            starts, ends = grid, np.union1d(grid, [n])
+            starts = np.arange(0, n + 1, int(0.5 / FRAME_SECONDS))
+            ends = np.union1d(starts, [n])
+            start_pause, end_pause = np.zeros(len(starts)), np.zeros(len(ends))
         else:
             runs = _silent_runs(mask, int(round(min_pause / FRAME_SECONDS)))
             starts = np.array([0] + [max(a, b - pad) for a, b in runs if b < n])
             ends = np.array([min(b, a + pad) for a, b in runs if a > 0] + [n])
+            # Edges of the recording count as long pauses.
+            start_pause = np.array([lo] + [b - a for a, b in runs if b < n]) * FRAME_SECONDS
+            end_pause = np.array([b - a for a, b in runs if a > 0] + [lo]) * FRAME_SECONDS
         length = ends[None, :] - starts[:, None]
         ok = (length >= lo) & (length <= hi)
         if not ok.any():
@@ -158,6 +173,9 @@ def choose_reference_span(audio: np.ndarray, sample_rate: int) -> ReferenceSpan:
             - 5.0 * clip / frames
             - 0.3 * (clip > 0)
             - 0.005 * np.abs(length * FRAME_SECONDS - SPAN_TARGET_SECONDS)
+            # Long pauses end sentences; cutting there keeps the transcript match exact.
+            + 0.04 * np.minimum(start_pause, 1.0)[:, None]
+            + 0.04 * np.minimum(end_pause, 1.0)[None, :]
         )
         score[~ok] = -np.inf
         i, j = np.unravel_index(int(np.argmax(score)), score.shape)
@@ -185,8 +203,10 @@ def _boundaries(text: str) -> dict[str, tuple[list[int], list[int]]]:
             ends.append(k)
 
     def closes(end: int, marks: str) -> bool:
-        body = text[:end].rstrip(CLOSERS)
-        return end == ends[-1] or (bool(body) and body[-1] in marks)
+        k = end
+        while k > 0 and text[k - 1] in CLOSERS:
+            k -= 1
+        return end == ends[-1] or (k > 0 and text[k - 1] in marks)
 
     tiers: dict[str, tuple[list[int], list[int]]] = {}
     for tier, marks in (("sentence", SENTENCE_END), ("clause", SENTENCE_END + CLAUSE_END)):
@@ -213,12 +233,10 @@ def match_transcript(transcript: str, span: ReferenceSpan) -> tuple[int, int]:
     if not transcript.strip():
         return 0, 0
     spoken = np.array([ch.isalnum() for ch in transcript], dtype=np.int64)
-    before = np.concatenate(([0], np.cumsum(spoken)))  # letters before each offset
-    letters = int(before[-1]) or len(transcript)
-    if not before[-1]:
-        before = np.arange(len(transcript) + 1)
-    total = span.speech_total or 1.0
-    rate = letters / total
+    if not spoken.any():
+        spoken = np.array([not ch.isspace() for ch in transcript], dtype=np.int64)
+    before = np.concatenate(([0], np.cumsum(spoken)))  # spoken characters before each offset
+    rate = before[-1] / (span.speech_total or 1.0)
     target_start = span.speech_before * rate
     target_end = (span.speech_before + span.speech_inside) * rate
     tolerance = SNAP_SECONDS * rate
@@ -453,7 +471,7 @@ class FishSpeechEngine:
             if settings.fish_speech_api_key
             else {}
         )
-        self._references: OrderedDict[tuple[str, float, float], bytes] = OrderedDict()
+        self._references: OrderedDict[tuple[str, Any, Any], tuple[bytes, str]] = OrderedDict()
         self._references_lock = threading.Lock()
 
     def close(self) -> None:
@@ -523,35 +541,36 @@ class FishSpeechEngine:
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
     def _reference(self, voice: Voice) -> tuple[bytes, str]:
-        """The speaker's reference span as WAV bytes, and its transcript part."""
+        """The speaker's reference span as WAV bytes, and its transcript part (cached)."""
+        profile = voice.profile
+        key = (voice.speaker_id, profile.get("span_start"), profile.get("span_end"))
+        with self._references_lock:
+            cached = self._references.get(key)
+            if cached is not None:
+                self._references.move_to_end(key)
+                return cached
         if voice.load_reference is None:
             raise errors.SynthesisFailed(f"Speaker {voice.speaker_id} has no reference audio")
-        profile = voice.profile
+        audio, sample_rate = voice.load_reference()
         if "span_start" not in profile:
-            # Registered under another engine: analyse now (cheap next to one render).
-            audio, sample_rate = voice.load_reference()
+            # Registered while another engine was configured: choose the span now, once.
             try:
                 profile = self.analyse_reference(audio, sample_rate, voice.transcript, voice.lang)
             except errors.ValidationFailed as exc:
                 raise errors.SynthesisFailed(
                     f"Speaker {voice.speaker_id}: {exc.detail}; register it again with one"
                 ) from exc
-        key = (voice.speaker_id, float(profile["span_start"]), float(profile["span_end"]))
-        with self._references_lock:
-            cached = self._references.get(key)
-            if cached is not None:
-                self._references.move_to_end(key)
-                return cached, str(profile["span_text"])
-        audio, sample_rate = voice.load_reference()
-        a, b = (round(t * sample_rate) for t in key[1:])
+        a = round(float(profile["span_start"]) * sample_rate)
+        b = round(float(profile["span_end"]) * sample_rate)
         buffer = io.BytesIO()
         sf.write(buffer, np.asarray(audio[a:b], dtype=np.float32), sample_rate,
                  format="WAV", subtype="PCM_16")
+        reference = (buffer.getvalue(), str(profile["span_text"]))
         with self._references_lock:
-            self._references[key] = buffer.getvalue()
-            while len(self._references) > 64:
+            self._references[key] = reference
+            while len(self._references) > REFERENCE_CACHE_SIZE:
                 self._references.popitem(last=False)
-        return buffer.getvalue(), str(profile["span_text"])
+        return reference
 
     def _render(self, payload: bytes) -> tuple[np.ndarray, int]:
         """POST one request until a server renders it or every server has failed it.
@@ -568,11 +587,12 @@ class FishSpeechEngine:
             if server is None:
                 detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items())
                 raise errors.SynthesisFailed(f"Every fish-speech server failed the line: {detail}")
-            result = Attempt("stuck", "interrupted")
             try:
                 result = self._attempt(server, payload)
-            finally:
-                self.pool.release(server, failed=result.outcome in ("down", "stuck"))
+            except BaseException:
+                self.pool.release(server, failed=False)
+                raise
+            self.pool.release(server, failed=result.outcome in ("down", "stuck"))
             if result.audio is not None:
                 return result.audio, result.sample_rate
             tries = attempts[server.url] = attempts.get(server.url, 0) + 1
