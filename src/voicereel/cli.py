@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from voicereel.jobs.services import Services, build_services
 from voicereel.settings import Settings, get_settings
 
 
@@ -18,8 +19,7 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _services(settings: Settings | None = None):  # type: ignore[no-untyped-def]
-    from voicereel.jobs.services import build_services
+def _services(settings: Settings | None = None) -> Services:
 
     return build_services(settings or get_settings())
 

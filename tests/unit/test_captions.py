@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from voicereel.domain.captions import render, render_srt, render_vtt
-from voicereel.domain.timeline import Segment, Timeline, TimedWord
+from voicereel.domain.timeline import Segment, TimedWord, Timeline
 
 
 def _timeline() -> Timeline:

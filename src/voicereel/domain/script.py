@@ -12,6 +12,7 @@ from voicereel.settings import Settings
 
 AudioFormat = Literal["wav", "mp3", "flac", "ogg"]
 CaptionFormat = Literal["vtt", "srt", "json"]
+ALL_CAPTIONS: tuple[CaptionFormat, ...] = ("vtt", "srt", "json")
 
 
 class ScriptLine(BaseModel):
@@ -44,11 +45,11 @@ class SynthesisRequest(BaseModel):
 
     script: list[ScriptLine] = Field(min_length=1)
     output: OutputOptions = Field(default_factory=OutputOptions)
-    captions: list[CaptionFormat] = Field(default_factory=lambda: ["vtt", "srt", "json"])
+    captions: list[CaptionFormat] = Field(default_factory=lambda: list(ALL_CAPTIONS))
 
     @field_validator("captions")
     @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
+    def _unique(cls, value: list[CaptionFormat]) -> list[CaptionFormat]:
         return list(dict.fromkeys(value))
 
 

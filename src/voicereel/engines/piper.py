@@ -71,7 +71,8 @@ class PiperEngine:
                           min(len(audio), round(s.end * ratio))) for s in spans]
         return Rendered(audio=audio, sample_rate=sr, words=spans)
 
-    def render_base(self, text: str, length_scale: float = 1.0) -> tuple[np.ndarray, list[WordSpan]]:
+    def render_base(self, text: str,
+                    length_scale: float = 1.0) -> tuple[np.ndarray, list[WordSpan]]:
         """The unmodified joe voice, and one span per whitespace token of `text`."""
         from piper import SynthesisConfig
 
