@@ -91,6 +91,7 @@ class Job(Base):
     characters: Mapped[int] = mapped_column(Integer, default=0)
     audio_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     engine: Mapped[str] = mapped_column(String(40), default="")
+    request_id: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
