@@ -107,6 +107,7 @@ def job_view(services: Services, tenant: Tenant, job_id: str, base_url: str) -> 
             "duration": job.audio_seconds,
             "expires_at": (utcnow() + timedelta(seconds=ttl)).isoformat(),
             "captions": {},
+            "stems": {},
         }
         for f in files:
             name = f"{job.id}-{f.key.rsplit('/', 1)[-1]}"
@@ -117,6 +118,8 @@ def job_view(services: Services, tenant: Tenant, job_id: str, base_url: str) -> 
                 result["audio"] = link
             elif f.kind.startswith("captions."):
                 result["captions"][f.kind.split(".", 1)[1]] = link
+            elif f.kind.startswith("stem:"):
+                result["stems"][f.kind.split(":", 1)[1]] = link
         view["result"] = result
     return view
 

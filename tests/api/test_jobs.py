@@ -7,6 +7,7 @@ import json
 import time
 from datetime import timedelta
 
+import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
@@ -117,3 +118,47 @@ def test_delete_cancels_unfinished_job(client: TestClient, services: Services,
         assert job is not None and job.status == "canceled" and job.attempts == 0
     files = services.settings.data_dir / "files"
     assert not list(files.glob(f"*/jobs/{job_id}"))
+
+
+def test_stems_loudness_and_inline_pauses(client: TestClient,
+                                          reference_wavs: dict[str, bytes]) -> None:
+    import pyloudnorm
+
+    from voicereel.audio.loudness import true_peak_dbtp
+
+    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    bob = _speaker(client, reference_wavs["Bob"], "Bob")
+    r = client.post("/v1/synthesize", json={
+        "script": [{"speaker_id": alice, "text": "It costs $5 today. [pause:1s] Really."},
+                   {"speaker_id": bob, "text": "That is cheap!", "speed": 1.5},
+                   {"speaker_id": alice, "text": "I agree."}],
+        "output": {"format": "wav", "sample_rate": 24000, "stems": True,
+                   "loudness_lufs": -20}})
+    assert r.status_code == 202, r.text
+    job = _wait(client, r.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    master, rate = sf.read(io.BytesIO(client.get(result["audio"]["url"]).content))
+    caption = json.loads(client.get(result["captions"]["json"]["url"]).content)
+    assert set(result["stems"]) == {alice, bob}
+    stems = {sid: sf.read(io.BytesIO(client.get(link["url"]).content))[0]
+             for sid, link in result["stems"].items()}
+
+    assert abs(pyloudnorm.Meter(rate).integrated_loudness(master) + 20) <= 1.0
+    assert true_peak_dbtp(master) <= -1.0 + 0.05  # 16-bit rounding of the WAV
+    for stem in stems.values():
+        assert len(stem) == len(master)
+    assert np.abs(stems[alice] + stems[bob] - master).max() < 2e-4
+    for seg in caption["segments"]:
+        other = bob if seg["speaker_id"] == alice else alice
+        span = slice(round(seg["start"] * rate), round(seg["end"] * rate))
+        assert np.abs(stems[other][span]).max() == 0.0
+
+    first = caption["segments"][0]
+    assert first["text"] == "It costs $5 today. Really."
+    words = {w["text"]: w for w in first["words"]}
+    assert list(words) == ["It", "costs", "$5", "today.", "Really."]
+    # "$5" is one caption word spoken as "five dollars"; the marker leaves a 1 s hole.
+    assert words["$5"]["end"] - words["$5"]["start"] > 0.3
+    hole = words["Really."]["start"] - words["today."]["end"]
+    assert 1.0 <= hole < 1.6

@@ -49,6 +49,7 @@ class JobResult(BaseModel):
     expires_at: datetime
     audio: FileLink
     captions: dict[str, FileLink]
+    stems: dict[str, FileLink]
 
 
 class JobOut(BaseModel):

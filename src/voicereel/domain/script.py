@@ -36,6 +36,9 @@ class OutputOptions(BaseModel):
 
     format: AudioFormat = "wav"
     sample_rate: int = Field(24000, ge=8000, le=48000)
+    loudness_lufs: float | None = Field(
+        None, ge=-40, le=-5, description="integrated loudness of the master; default -16 LUFS")
+    stems: bool = Field(False, description="also return one track per speaker")
 
 
 class SynthesisRequest(BaseModel):

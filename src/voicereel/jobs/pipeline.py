@@ -19,6 +19,7 @@ import soundfile as sf
 from voicereel.audio.encode import CONTENT_TYPES as AUDIO_TYPES
 from voicereel.audio.encode import encode
 from voicereel.audio.io import resample
+from voicereel.audio.loudness import line_gain, master_envelope
 from voicereel.audio.mix import concat_with_pauses, fade_edges
 from voicereel.db import repo
 from voicereel.db.tables import JobFile, Speaker
@@ -168,7 +169,13 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
                             else settings.default_pause_ms) / 1000)
               for line in request.script]
     pauses[-1] = 0  # the track ends with the last line's audio
-    master, offsets = concat_with_pauses([r.audio for r in rendered], pauses)
+    target = (request.output.loudness_lufs if request.output.loudness_lufs is not None
+              else settings.loudness_lufs)
+    # Each line first comes to the target on its own, so every speaker sits at the same level.
+    levelled = [r.audio * line_gain(r.audio, rate, target) for r in rendered]
+    master, offsets = concat_with_pauses(levelled, pauses)
+    envelope = master_envelope(master, rate, target, settings.true_peak_dbtp)
+    master = (master * envelope).astype(np.float32)
     timeline = Timeline(sample_rate=rate, total_samples=len(master))
     for index, (line, piece, offset) in enumerate(zip(request.script, rendered, offsets,
                                                       strict=True)):
@@ -182,6 +189,10 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
     fmt = request.output.format
     outputs: list[tuple[str, str, bytes, str]] = [
         ("audio", f"{plan.prefix}/audio.{fmt}", encode(master, rate, fmt), AUDIO_TYPES[fmt])]
+    if request.output.stems:
+        for speaker_id, stem in speaker_stems(request, levelled, offsets, envelope).items():
+            outputs.append((f"stem:{speaker_id}", f"{plan.prefix}/stems/{speaker_id}.{fmt}",
+                            encode(stem, rate, fmt), AUDIO_TYPES[fmt]))
     caption_json = timeline.to_json()
     for cap in request.captions:
         body = captions_mod.render(caption_json, cap).encode()
@@ -201,6 +212,16 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
         # Canceled while the files were written: nothing of this job may remain.
         services.storage.delete_prefix(plan.prefix)
         raise JobLost(plan.job_id)
+
+
+def speaker_stems(request: SynthesisRequest, levelled: list[np.ndarray], offsets: list[int],
+                  envelope: np.ndarray) -> dict[str, np.ndarray]:
+    """One master-length track per speaker; with the master's gain curve they sum to it."""
+    stems: dict[str, np.ndarray] = {}
+    for line, audio, offset in zip(request.script, levelled, offsets, strict=True):
+        track = stems.setdefault(line.speaker_id, np.zeros(len(envelope), np.float64))
+        track[offset:offset + len(audio)] = audio
+    return {sid: (track * envelope).astype(np.float32) for sid, track in stems.items()}
 
 
 def record_units(services: Services, job_id: str, owner: str, done: int, total: int) -> None:
