@@ -59,3 +59,11 @@ def test_silence_is_left_alone() -> None:
     silence = np.zeros(RATE * 2)
     assert line_gain(silence, RATE, -16.0) == 1.0
     assert np.all(master_envelope(silence, RATE, -16.0, -1.0) == 1.0)
+
+
+def test_on_target_but_too_peaky_is_still_limited(speech: np.ndarray) -> None:
+    on_target = speech * line_gain(speech, RATE, -12.0)
+    assert true_peak_dbtp(on_target) > -1.0
+    out = on_target * master_envelope(on_target, RATE, -12.0, -1.0)
+    assert true_peak_dbtp(out) <= -1.0
+    assert abs(integrated_lufs(out, RATE) + 12.0) <= 0.5

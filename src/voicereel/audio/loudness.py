@@ -71,12 +71,14 @@ def master_envelope(audio: np.ndarray, sample_rate: int, target_lufs: float,
     """
     envelope = np.ones(len(audio), np.float64)
     for _ in range(rounds):
-        current = audio * envelope
-        measured = integrated_lufs(current, sample_rate)
-        if measured < SILENCE_LUFS or abs(target_lufs - measured) < LOUDNESS_TOLERANCE_LU:
+        measured = integrated_lufs(audio * envelope, sample_rate)
+        if measured < SILENCE_LUFS:
             break
         envelope *= 10 ** ((target_lufs - measured) / 20)
         envelope *= limiter_envelope(audio * envelope, sample_rate, ceiling_dbtp)
+        if abs(integrated_lufs(audio * envelope, sample_rate) - target_lufs) \
+                < LOUDNESS_TOLERANCE_LU:
+            break
     # Oversampled peaks of the final signal can still poke over by a hair: scale them under.
     peak = true_peak_dbtp(audio * envelope)
     if peak > ceiling_dbtp:
