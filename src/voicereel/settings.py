@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     s3_prefix: str = ""
     s3_endpoint_url: str = ""
     s3_region: str = "us-east-1"
+    # Host that clients reach for downloads when it differs from the one the service uses
+    # (e.g. http://minio:9000 inside a compose network); empty: the endpoint URL.
+    s3_public_endpoint_url: str = ""
+
+    # Observability
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
