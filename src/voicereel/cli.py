@@ -24,11 +24,24 @@ def _services(settings: Settings | None = None) -> Services:
     return build_services(settings or get_settings())
 
 
+def _prepare(services: Services) -> None:
+    """Bring the database schema up to date and create the S3 bucket if it is missing."""
+    from voicereel.storage.s3 import S3Storage
+
+    services.db.migrate()
+    if isinstance(services.storage, S3Storage):
+        services.storage.ensure_bucket()
+
+
 @main.command()
 def migrate() -> None:
-    """Apply database migrations."""
-    services = _services()
-    services.db.migrate()
+    """Apply database migrations (and create the S3 bucket when VOICEREEL_STORAGE=s3)."""
+    from voicereel.observability import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    services = _services(settings)
+    _prepare(services)
     click.echo(f"database is up to date ({services.db.engine.url.render_as_string()})")
 
 
@@ -42,10 +55,12 @@ def serve(host: str, port: int) -> None:
     from voicereel import operations
     from voicereel.api.app import create_app
     from voicereel.db import repo
+    from voicereel.observability import configure_logging
 
     settings = get_settings()
+    configure_logging(settings)
     services = _services(settings)
-    services.db.migrate()
+    _prepare(services)
     with services.db.session() as session:
         first_start = repo.count_tenants(session) == 0
     if first_start and settings.env == "development":
@@ -53,7 +68,10 @@ def serve(host: str, port: int) -> None:
         click.echo(f"First start: created tenant 'default' with development key:\n{key}")
     click.echo(f"VoiceReel listening on http://{host}:{port} (docs at /docs)", err=False)
     sys.stdout.flush()
-    uvicorn.run(create_app(settings, services), host=host, port=port, log_level="info")
+    # Uvicorn's records go through our handler (text or JSON); the app logs each request itself,
+    # with its request id, so uvicorn's own access lines would say everything twice.
+    uvicorn.run(create_app(settings, services), host=host, port=port, log_config=None,
+                access_log=False)
 
 
 @main.group()

@@ -6,13 +6,15 @@ status; `api/problems.py` renders them once as RFC 9457 `application/problem+jso
 
     VoiceReelError
     ├── BadRequest (400)
-    ├── Unauthorized (401)
+    ├── Unauthorized (401)  ── SignatureInvalid ── SignatureMissing, SignatureStale,
+    │                                               SignatureMismatch, SignatureReplayed
     ├── Forbidden (403)  ── UrlExpired, UrlInvalid
     ├── NotFound (404)
-    ├── Conflict (409)
+    ├── Conflict (409)  ── IdempotencyKeyInUse
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
-    ├── ValidationFailed (422)  ── AudioUnreadable, ReferenceTooLong,
+    ├── ValidationFailed (422)  ── AudioUnreadable ── DecodeTimedOut; ReferenceTooLong,
+    │       IdempotencyKeyReused, CallbackUrlRefused,
     │       NotEnoughSpeech ── ReferenceSilent, ReferenceNoise, ReferenceTone, ReferenceTooShort
     ├── RateLimited (429)
     ├── ServiceUnavailable (503)
@@ -55,6 +57,28 @@ class Unauthorized(VoiceReelError):
         super().__init__(detail, **kw)
 
 
+class SignatureInvalid(Unauthorized):
+    """A key that requires signed requests sent none, or a wrong, stale or replayed one."""
+
+    slug, title = "signature-invalid", "The request signature is not valid"
+
+
+class SignatureMissing(SignatureInvalid):
+    slug, title = "signature-missing", "The request is not signed"
+
+
+class SignatureStale(SignatureInvalid):
+    slug, title = "signature-stale", "The request timestamp is outside the allowed window"
+
+
+class SignatureMismatch(SignatureInvalid):
+    slug, title = "signature-mismatch", "The request signature does not match"
+
+
+class SignatureReplayed(SignatureInvalid):
+    slug, title = "signature-replayed", "The request signature was already used"
+
+
 class Forbidden(VoiceReelError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
@@ -79,6 +103,10 @@ class Conflict(VoiceReelError):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class IdempotencyKeyInUse(Conflict):
+    slug, title = "idempotency-key-in-use", "A request with this Idempotency-Key is in progress"
+
+
 class PayloadTooLarge(VoiceReelError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -93,6 +121,18 @@ class ValidationFailed(VoiceReelError):
 
 class AudioUnreadable(ValidationFailed):
     slug, title = "audio-unreadable", "The audio could not be decoded"
+
+
+class DecodeTimedOut(AudioUnreadable):
+    slug, title = "decode-timeout", "Decoding the audio took too long"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    slug, title = "idempotency-key-reused", "The Idempotency-Key was used with another request"
+
+
+class CallbackUrlRefused(ValidationFailed):
+    slug, title = "callback-url-refused", "The callback URL is not allowed"
 
 
 class NotEnoughSpeech(ValidationFailed):

@@ -15,6 +15,7 @@ from voicereel.domain.script import SynthesisRequest, check_limits
 from voicereel.errors import ValidationFailed
 from voicereel.jobs.runners.base import JobRunner
 from voicereel.jobs.services import Services
+from voicereel.observability import current_request_id
 from voicereel.storage import job_prefix, speaker_prefix
 
 
@@ -81,7 +82,8 @@ def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
                  "msg": f"unknown speaker {request.script[i].speaker_id}"} for i in unknown])
         job = repo.add_job(session, Job(
             id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
-            request=request.model_dump(mode="json"), units_total=len(request.script) + 1))
+            request=request.model_dump(mode="json"), units_total=len(request.script) + 1,
+            request_id=current_request_id()))
     # Only a committed row is dispatched; a crash here leaves a queued row the sweep finds.
     runner.submit(job.id)
     return job

@@ -10,7 +10,12 @@ from fastapi import FastAPI, Request, Response
 
 from voicereel import __version__, errors
 from voicereel.api import problems
+from voicereel.api.body_guard import BodyGuard
 from voicereel.api.routes import files, health, jobs, speakers
+from voicereel.api.routes import usage as usage_routes
+from voicereel.api.routes import webhooks as webhook_routes
+from voicereel.api.schemas import PROBLEM_RESPONSES
+from voicereel.auth.ratelimit import RateLimiter
 from voicereel.jobs.runners import make_runner
 from voicereel.jobs.services import Services, build_services
 from voicereel.settings import Settings, get_settings
@@ -41,9 +46,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             warm_up.join()
 
     app = FastAPI(title="VoiceReel Studio API", version=__version__, lifespan=lifespan,
-                  description="Multi-speaker text-to-speech with time-synchronised captions.")
+                  description="Multi-speaker text-to-speech with time-synchronised captions.",
+                  responses=PROBLEM_RESPONSES)
     app.state.services = services
+    app.state.rate_limiter = RateLimiter(settings)
     problems.install(app)
+    # Counts body bytes as they arrive: 413 even without (or despite) a Content-Length.
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
 
     @app.middleware("http")
     async def refuse_oversized_bodies(request: Request,
@@ -58,4 +67,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     for module in (speakers, jobs, files, health):
         app.include_router(module.router)
+    for trust_module in (usage_routes, webhook_routes):
+        app.include_router(trust_module.router)
     return app

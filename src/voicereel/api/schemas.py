@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from voicereel.db.tables import Speaker
 
@@ -64,3 +64,59 @@ class JobOut(BaseModel):
     attempts: int
     error: str | None
     result: JobResult | None
+    callback_url: str | None = None
+    webhook_attempts: list[WebhookAttemptOut] = []
+
+
+class WebhookAttemptOut(BaseModel):
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every error answer of the API."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+# Documented on every operation, so clients (and schemathesis) know the error shape.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": Problem, "description": "A problem (RFC 9457) the client can fix",
+            "content": {"application/problem+json": {
+                "schema": {"$ref": "#/components/schemas/Problem"}}}},
+    "5XX": {"model": Problem, "description": "A problem on the server side",
+            "content": {"application/problem+json": {
+                "schema": {"$ref": "#/components/schemas/Problem"}}}},
+}
+
+
+class UsageTotals(BaseModel):
+    jobs: int
+    characters: int
+    audio_seconds: float
+
+
+class UsageDay(UsageTotals):
+    date: str
+    engine: str
+
+
+class UsageReport(BaseModel):
+    month: str
+    totals: UsageTotals
+    by_engine: dict[str, UsageTotals]
+    days: list[UsageDay]
+
+
+class WebhookSecretOut(BaseModel):
+    secret: str
+    signature_header: str

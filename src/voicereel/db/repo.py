@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,17 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from voicereel.db.tables import ApiKey, Job, JobFile, Speaker, Tenant, utcnow
+from voicereel.db.tables import (
+    ApiKey,
+    IdempotencyRecord,
+    Job,
+    JobFile,
+    SeenSignature,
+    Speaker,
+    Tenant,
+    WebhookAttempt,
+    utcnow,
+)
 from voicereel.errors import BadRequest, NotFound
 
 UNFINISHED = ("queued", "running")
@@ -43,13 +54,42 @@ def get_or_create_tenant(session: Session, name: str) -> Tenant:
     return tenant
 
 
-def create_api_key(session: Session, tenant_id: str) -> str:
-    """Store a new key (hashed) for the tenant and return its plaintext, shown once."""
+def create_api_key(session: Session, tenant_id: str, *, require_signature: bool = False,
+                   signing_secret: str | None = None, rate_limit_per_minute: int | None = None,
+                   max_concurrent_jobs: int | None = None) -> str:
+    """Store a new key (hashed) for the tenant and return its plaintext, shown once.
+
+    `signing_secret` is stored as given (the caller encrypts it); the limits override the
+    service-wide settings for this key.
+    """
     plaintext = "vr_" + secrets.token_urlsafe(32)
     session.add(ApiKey(id=new_id("key"), tenant_id=tenant_id, key_hash=hash_key(plaintext),
-                       prefix=plaintext[:10]))
+                       prefix=plaintext[:10], require_signature=require_signature,
+                       signing_secret=signing_secret,
+                       rate_limit_per_minute=rate_limit_per_minute,
+                       max_concurrent_jobs=max_concurrent_jobs))
     session.flush()
     return plaintext
+
+
+def key_and_tenant(session: Session, plaintext: str) -> tuple[ApiKey, Tenant] | None:
+    """The live key with this plaintext and its tenant, or None."""
+    row = session.execute(
+        select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id)
+        .where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def tenant_webhook_secret(session: Session, tenant_id: str, make_secret: Callable[[], str]) -> str:
+    """The tenant's webhook signing secret, made on first use."""
+    tenant = session.get(Tenant, tenant_id, with_for_update=True)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    if tenant.webhook_secret is None:
+        tenant.webhook_secret = make_secret()
+        session.flush()
+    return tenant.webhook_secret
 
 
 def tenant_for_key(session: Session, plaintext: str) -> Tenant | None:
@@ -275,3 +315,89 @@ def dispatchable_job_ids(session: Session, limit: int = 500) -> list[str]:
 def count_jobs_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
     return {status: count for status, count in rows}
+
+
+# --- trust: rate limits, signatures, idempotency, webhooks, usage -----------------------------
+
+
+def count_unfinished_jobs_for_key(session: Session, api_key_id: str) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Job)
+        .where(Job.api_key_id == api_key_id, Job.status.in_(UNFINISHED),
+               Job.deleted_at.is_(None))
+    ) or 0
+
+
+def add_seen_signature(session: Session, signature: str, expires_at: datetime) -> None:
+    """Remember an accepted signature; a second insert of it raises IntegrityError (a replay)."""
+    session.execute(delete(SeenSignature).where(SeenSignature.expires_at < utcnow()))
+    session.add(SeenSignature(signature=signature, expires_at=expires_at))
+    session.flush()
+
+
+def add_idempotency_record(session: Session, tenant_id: str, key: str,
+                           fingerprint: str) -> None:
+    """Claim the key with a pending record; IntegrityError when it is already claimed."""
+    session.add(IdempotencyRecord(tenant_id=tenant_id, key=key, fingerprint=fingerprint))
+    session.flush()
+
+
+def get_idempotency_record(session: Session, tenant_id: str, key: str) -> IdempotencyRecord | None:
+    return session.scalar(select(IdempotencyRecord).where(
+        IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key))
+
+
+def complete_idempotency_record(session: Session, tenant_id: str, key: str, status: int,
+                                body: dict[str, Any], headers: dict[str, str]) -> None:
+    session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key)
+        .values(status=status, body=body, headers=headers))
+
+
+def delete_idempotency_records(session: Session, tenant_id: str, key: str | None = None,
+                               created_before: datetime | None = None) -> None:
+    """Drop one key's record, or the tenant's records older than `created_before`."""
+    query = delete(IdempotencyRecord).where(IdempotencyRecord.tenant_id == tenant_id)
+    if key is not None:
+        query = query.where(IdempotencyRecord.key == key)
+    if created_before is not None:
+        query = query.where(IdempotencyRecord.created_at < created_before)
+    session.execute(query)
+
+
+def add_webhook_attempt(session: Session, job_id: str, attempt: int, status_code: int | None,
+                        error: str | None) -> None:
+    session.add(WebhookAttempt(job_id=job_id, attempt=attempt, status_code=status_code,
+                               error=error))
+
+
+def webhook_attempts(session: Session, job_id: str) -> list[WebhookAttempt]:
+    return list(session.scalars(select(WebhookAttempt).where(WebhookAttempt.job_id == job_id)
+                                .order_by(WebhookAttempt.attempt, WebhookAttempt.id)))
+
+
+@dataclass
+class UsageRow:
+    day: str  # YYYY-MM-DD, UTC
+    engine: str
+    jobs: int
+    characters: int
+    audio_seconds: float
+
+
+def usage_by_day(session: Session, tenant_id: str, start: datetime,
+                 end: datetime) -> list[UsageRow]:
+    """Succeeded jobs finished in [start, end) per UTC day and engine, deleted ones included."""
+    if session.get_bind().dialect.name == "postgresql":
+        day = func.to_char(func.timezone("UTC", Job.finished_at), "YYYY-MM-DD")
+    else:  # SQLite keeps UTC timestamps as ISO text
+        day = func.substr(Job.finished_at, 1, 10)
+    rows = session.execute(
+        select(day.label("day"), Job.engine, func.count(), func.sum(Job.characters),
+               func.sum(func.coalesce(Job.audio_seconds, 0.0)))
+        .where(Job.tenant_id == tenant_id, Job.status == "succeeded",
+               Job.finished_at >= start, Job.finished_at < end)
+        .group_by(day, Job.engine).order_by(day, Job.engine))
+    return [UsageRow(str(d), engine, int(n), int(chars or 0), float(secs or 0.0))
+            for d, engine, n, chars, secs in rows]

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -42,6 +53,7 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    webhook_secret: Mapped[str | None] = mapped_column(String(100), default=None)
 
 
 class ApiKey(Base):
@@ -53,6 +65,11 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    # AES-GCM under a key derived from the service secret (auth/signing.py); HMAC needs it back
+    signing_secret: Mapped[str | None] = mapped_column(String(300), default=None)
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Speaker(Base):
@@ -75,7 +92,9 @@ class Speaker(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_lease", "status", "lease_expires_at"),)
+    __table_args__ = (Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+                      Index("ix_jobs_api_key_status", "api_key_id", "status"),
+                      Index("ix_jobs_tenant_finished", "tenant_id", "finished_at"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -91,6 +110,7 @@ class Job(Base):
     characters: Mapped[int] = mapped_column(Integer, default=0)
     audio_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     engine: Mapped[str] = mapped_column(String(40), default="")
+    api_key_id: Mapped[str | None] = mapped_column(String(40), default=None)
     request_id: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -120,3 +140,41 @@ class JobFile(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     size_bytes: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """The answer to a request sent with an Idempotency-Key; `status` is None while it runs."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("tenant_id", "key", name="uq_idempotency_tenant_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer, default=None)
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    headers: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class SeenSignature(Base):
+    """Request signatures already accepted, kept while their timestamp is inside the window."""
+
+    __tablename__ = "seen_signatures"
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebhookAttempt(Base):
+    """One delivery attempt of a job's callback."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from voicereel.domain.markup import split_pauses, strip_markup
 from voicereel.errors import ValidationFailed
@@ -49,6 +49,8 @@ class SynthesisRequest(BaseModel):
     script: list[ScriptLine] = Field(min_length=1)
     output: OutputOptions = Field(default_factory=OutputOptions)
     captions: list[CaptionFormat] = Field(default_factory=lambda: list(ALL_CAPTIONS))
+    # POSTed the finished job, signed (docs/security.md)
+    callback_url: HttpUrl | None = None
 
     @field_validator("captions")
     @classmethod

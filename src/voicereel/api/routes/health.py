@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from voicereel.api.deps import RunnerDep, ServicesDep
+from voicereel.observability import broker_ready
 
 router = APIRouter(tags=["health"])
 
@@ -19,6 +20,8 @@ def healthz() -> dict[str, str]:
 def readyz(services: ServicesDep, runner: RunnerDep) -> JSONResponse:
     checks = {"database": services.db.ping(), "engine": services.engine.ready(),
               "storage": services.storage.ready(), "runner": runner.ready()}
+    if services.settings.runner == "celery":
+        checks["broker"] = broker_ready(services.settings.broker_url)
     ready = all(checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status_code=200 if ready else 503)

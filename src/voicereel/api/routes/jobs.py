@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 
-from voicereel import operations
-from voicereel.api.deps import CurrentTenant, RunnerDep, ServicesDep
+from voicereel import idempotency, operations
+from voicereel.api.deps import CurrentCaller, CurrentTenant, RunnerDep, ServicesDep
 from voicereel.api.schemas import JobAccepted, JobOut
 from voicereel.domain.script import SynthesisRequest
 
@@ -17,10 +17,17 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 
 @router.post("/synthesize", status_code=202, response_model=JobAccepted)
 def synthesize(body: SynthesisRequest, services: ServicesDep, runner: RunnerDep,
-               tenant: CurrentTenant) -> JSONResponse:
-    job = operations.submit_job(services, runner, tenant, body)
-    return JSONResponse({"job_id": job.id, "status": job.status}, status_code=202,
-                        headers={"Location": f"/v1/jobs/{job.id}"})
+               caller: CurrentCaller,
+               idempotency_key: Annotated[str | None, Header(
+                   alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_CHARS)] = None,
+               ) -> JSONResponse:
+    def submit() -> idempotency.StoredResponse:
+        job = operations.submit_job(services, runner, caller.tenant, body, api_key=caller.key)
+        return idempotency.StoredResponse(202, {"job_id": job.id, "status": job.status},
+                                          {"Location": f"/v1/jobs/{job.id}"})
+
+    fingerprint = idempotency.fingerprint("POST", "/v1/synthesize", body.model_dump(mode="json"))
+    return idempotency.respond(services, caller.tenant.id, idempotency_key, fingerprint, submit)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)

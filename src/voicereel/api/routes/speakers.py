@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, UploadFile
 from fastapi.responses import Response
 
-from voicereel import operations
+from voicereel import idempotency, operations
 from voicereel.api.deps import CurrentTenant, ServicesDep
 from voicereel.api.schemas import SpeakerOut, SpeakerPage, speaker_out
 from voicereel.db import repo
@@ -23,13 +24,24 @@ def create_speaker(
     audio: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3 reference")],
     transcript: Annotated[str, Form()] = "",
     lang: Annotated[str, Form(max_length=20)] = "en",
+    idempotency_key: Annotated[str | None, Header(
+        alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_CHARS)] = None,
 ) -> Any:
     limit = services.settings.max_upload_bytes
     data = audio.file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"the audio file is larger than {limit} bytes")
-    speaker = operations.register_speaker(services, tenant, name, data, transcript, lang)
-    return speaker_out(speaker)
+
+    def register() -> idempotency.StoredResponse:
+        speaker = operations.register_speaker(services, tenant, name, data, transcript, lang)
+        body = SpeakerOut.model_validate(speaker_out(speaker)).model_dump(mode="json")
+        return idempotency.StoredResponse(201, body, {"Location": f"/v1/speakers/{speaker.id}"})
+
+    # the file's name is not part of the request's meaning, its bytes are
+    fingerprint = idempotency.fingerprint("POST", "/v1/speakers", {
+        "name": name, "transcript": transcript, "lang": lang,
+        "audio_sha256": hashlib.sha256(data).hexdigest()})
+    return idempotency.respond(services, tenant.id, idempotency_key, fingerprint, register)
 
 
 @router.get("", response_model=SpeakerPage)

@@ -1,0 +1,231 @@
+"""/metrics, request ids, JSON logs and /readyz's broker check, through the real app."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from voicereel import operations
+from voicereel.api.app import create_app
+from voicereel.db import repo
+from voicereel.domain.script import SynthesisRequest
+from voicereel.jobs.runners.inline import InlineRunner
+from voicereel.jobs.services import Services
+from voicereel.observability import (
+    JsonFormatter,
+    StateCollector,
+    broker_ready,
+    job_log_context,
+    observe_job_finished,
+)
+
+# A Redis database of these tests' own (the Celery tests use others).
+REDIS_URL = os.environ.get("VOICEREEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15").rsplit(
+    "/", 1)[0] + "/11"
+
+
+def _samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples}
+
+
+def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+           **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def _speaker(client: TestClient, wav: bytes) -> str:
+    r = client.post("/v1/speakers", data={"name": "Alice"},
+                    files={"audio": ("r.wav", wav, "audio/wav")})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _wait(client: TestClient, job_id: str, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def test_requests_are_counted_by_route_template(client: TestClient) -> None:
+    for _ in range(2):
+        assert client.get("/v1/jobs/job_nope").status_code == 404
+    assert client.get("/v1/no/such/route").status_code == 404
+    samples = _samples(client)
+    assert _value(samples, "voicereel_http_requests_total", method="GET",
+                  route="/v1/jobs/{job_id}", status="404") == 2
+    assert _value(samples, "voicereel_http_requests_total", method="GET", route="unmatched",
+                  status="404") == 1
+    assert _value(samples, "voicereel_http_request_duration_seconds_count", method="GET",
+                  route="/v1/jobs/{job_id}") == 2
+    routes = {dict(labels).get("route") for _, labels in samples}
+    assert not any("job_nope" in str(route) or "/no/such" in str(route) for route in routes)
+
+
+def test_every_app_has_its_own_registry(services: Services, client: TestClient) -> None:
+    client.get("/healthz")
+    with TestClient(create_app(services.settings, services)) as second:
+        samples = _samples(second)  # a second app registers its metrics without a clash
+    assert _value(samples, "voicereel_http_requests_total", method="GET", route="/healthz",
+                  status="200") == 0
+
+
+def test_job_gauges_follow_the_jobs(client: TestClient, services: Services, tenant_name: str,
+                                    reference_wavs: dict[str, bytes]) -> None:
+    speaker_id = _speaker(client, reference_wavs["Alice"])
+    before = _samples(client)
+    with services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, tenant_name)
+    idle = InlineRunner(services)  # never started: the job stays queued
+    operations.submit_job(services, idle, tenant, SynthesisRequest.model_validate(
+        {"script": [{"speaker_id": speaker_id, "text": "Waiting in line."}]}))
+    queued = _samples(client)
+    for name, labels in (("voicereel_jobs", {"state": "queued"}),
+                         ("voicereel_queue_depth", {"source": "database"})):
+        assert _value(queued, name, **labels) == _value(before, name, **labels) + 1
+
+    r = client.post("/v1/synthesize", json={
+        "script": [{"speaker_id": speaker_id, "text": "Counted once."}]})
+    assert _wait(client, r.json()["job_id"])["status"] == "succeeded"
+    after = _samples(client)
+    assert (_value(after, "voicereel_jobs", state="succeeded")
+            >= _value(before, "voicereel_jobs", state="succeeded") + 1)
+    for state in ("running", "failed", "canceled"):
+        assert ("voicereel_jobs", frozenset({("state", state)})) in after
+
+
+def test_job_histograms(client: TestClient) -> None:
+    before = _samples(client)
+    observe_job_finished(seconds=4.0, audio_seconds=10.0, render_seconds=2.5)
+    observe_job_finished(seconds=1.0, audio_seconds=0.0, render_seconds=0.5)  # no audio: no RTF
+    after = _samples(client)
+
+    def delta(name: str) -> float:
+        return _value(after, name) - _value(before, name)
+
+    assert delta("voicereel_job_duration_seconds_count") == 2
+    assert delta("voicereel_job_duration_seconds_sum") == pytest.approx(5.0)
+    assert delta("voicereel_engine_real_time_factor_count") == 1
+    assert delta("voicereel_engine_real_time_factor_sum") == pytest.approx(0.25)
+
+
+def test_request_id_is_kept_or_made_and_echoed(client: TestClient) -> None:
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123.x"}).headers[
+        "x-request-id"] == "abc-123.x"
+    for bad in ("has spaces", "x" * 101, "semi;colon"):
+        made = client.get("/healthz", headers={"X-Request-ID": bad}).headers["x-request-id"]
+        assert made != bad and len(made) == 32
+    first = client.get("/v1/jobs/job_nope").headers["x-request-id"]
+    second = client.get("/v1/jobs/job_nope").headers["x-request-id"]
+    assert first != second  # a problem answer carries one too
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """Records of the voicereel loggers, formatted as the service formats them in production."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("voicereel")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_logs_are_json_lines_with_the_request_id(client: TestClient,
+                                                 json_log: io.StringIO) -> None:
+    response = client.get("/v1/jobs/job_nope", headers={"X-Request-ID": "trace-42"})
+    access = [line for line in _lines(json_log) if line["logger"] == "voicereel.access"]
+    assert len(access) == 1
+    line = access[0]
+    assert line["request_id"] == response.headers["x-request-id"] == "trace-42"
+    assert line["level"] == "INFO" and line["time"].endswith("+00:00")
+    assert line["route"] == "/v1/jobs/{job_id}" and line["status"] == 404
+    assert line["message"].startswith("GET /v1/jobs/job_nope 404")
+    assert "job_id" not in line
+
+
+def test_a_job_remembers_its_request_id_for_the_worker(client: TestClient, services: Services,
+                                                       json_log: io.StringIO,
+                                                       reference_wavs: dict[str, bytes]) -> None:
+    speaker_id = _speaker(client, reference_wavs["Alice"])
+    r = client.post("/v1/synthesize", headers={"X-Request-ID": "submit-7"},
+                    json={"script": [{"speaker_id": speaker_id, "text": "Traced."}]})
+    job_id = r.json()["job_id"]
+    with services.db.session() as session:
+        job = repo.load_job(session, job_id)
+        assert job is not None and job.request_id == "submit-7"
+
+    # What a runner does with it: every line inside carries both ids, none outside.
+    worker_log = logging.getLogger("voicereel.jobs.test")
+    with job_log_context(job_id, job.request_id):
+        worker_log.warning("rendering")
+    worker_log.warning("idle")
+    lines = {line["message"]: line for line in _lines(json_log)}
+    assert lines["rendering"]["job_id"] == job_id
+    assert lines["rendering"]["request_id"] == "submit-7"
+    assert "job_id" not in lines["idle"] and "request_id" not in lines["idle"]
+
+
+def test_exceptions_are_logged_in_one_json_line(json_log: io.StringIO) -> None:
+    try:
+        raise ValueError("broken")
+    except ValueError:
+        logging.getLogger("voicereel.test").exception("it failed")
+    (line,) = _lines(json_log)
+    assert line["level"] == "ERROR" and "ValueError: broken" in line["exception"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_broker_probe_and_queue_depth(services: Services) -> None:
+    assert broker_ready(REDIS_URL)  # the test Redis must be running
+    assert not broker_ready(f"redis://127.0.0.1:{_closed_port()}/0")
+
+    from voicereel.jobs.celery_app import QUEUE
+
+    celery_settings = services.settings.model_copy(update={"runner": "celery",
+                                                            "broker_url": REDIS_URL})
+    collector = StateCollector(Services(celery_settings, services.db, services.storage,
+                                        services.engine))
+    queue = redis.Redis.from_url(REDIS_URL)
+    queue.delete(QUEUE)
+    try:
+        queue.rpush(QUEUE, *[uuid.uuid4().hex for _ in range(3)])
+        depth = {s.labels["source"]: s.value for family in collector.collect()
+                 if family.name == "voicereel_queue_depth" for s in family.samples}
+        assert depth["broker"] == 3
+    finally:
+        queue.delete(QUEUE)
+        queue.close()
