@@ -81,13 +81,26 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--tenant", required=True, help="Tenant name; created if new.")
-def keys_create(tenant: str) -> None:
+@click.option("--require-signature", is_flag=True,
+              help="Requests with this key must be HMAC-signed (docs/security.md); "
+                   "prints the signing secret once.")
+@click.option("--rate-limit", type=click.IntRange(min=0), default=None,
+              help="Requests per minute for this key (0: unlimited); default: the setting.")
+@click.option("--max-concurrent-jobs", type=click.IntRange(min=0), default=None,
+              help="Unfinished jobs allowed at once (0: unlimited); default: the setting.")
+def keys_create(tenant: str, require_signature: bool, rate_limit: int | None,
+                max_concurrent_jobs: int | None) -> None:
     """Create an API key; the key is the last line of the output."""
     from voicereel import operations
 
     services = _services()
     services.db.migrate()
-    key = operations.create_key(services, tenant)
+    key, signing_secret = operations.create_key_with_options(
+        services, tenant, require_signature=require_signature,
+        rate_limit_per_minute=rate_limit, max_concurrent_jobs=max_concurrent_jobs)
+    if signing_secret:
+        click.echo("Signing secret (shown once; sign every request, see docs/security.md):")
+        click.echo(signing_secret)
     click.echo(f"API key for tenant {tenant!r} (shown once):")
     click.echo(key)
 

@@ -8,15 +8,19 @@ from typing import Any
 
 import soundfile as sf
 
-from voicereel.audio.io import check_reference, decode_upload
+from voicereel import webhooks
+from voicereel.auth import signing
+from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
-from voicereel.db.tables import Job, Speaker, Tenant, utcnow
+from voicereel.db.tables import ApiKey, Job, Speaker, Tenant, utcnow
 from voicereel.domain.script import SynthesisRequest, check_limits
 from voicereel.errors import ValidationFailed
 from voicereel.jobs.runners.base import JobRunner
 from voicereel.jobs.services import Services
 from voicereel.observability import current_request_id
 from voicereel.storage import job_prefix, speaker_prefix
+from voicereel.uploads import decode_reference
+from voicereel.webhooks import check_callback_url
 
 
 def create_key(services: Services, tenant_name: str) -> str:
@@ -24,6 +28,26 @@ def create_key(services: Services, tenant_name: str) -> str:
     with services.db.session() as session:
         tenant = repo.get_or_create_tenant(session, tenant_name)
         return repo.create_api_key(session, tenant.id)
+
+
+def create_key_with_options(services: Services, tenant_name: str, *,
+                            require_signature: bool = False,
+                            rate_limit_per_minute: int | None = None,
+                            max_concurrent_jobs: int | None = None) -> tuple[str, str | None]:
+    """A new key with its own limits; with `require_signature` also its signing secret.
+
+    Both plaintexts are returned once; the secret is stored encrypted (auth/signing.py).
+    """
+    secret = signing.new_signing_secret() if require_signature else None
+    sealed = (signing.encrypt_secret(services.settings.resolved_signing_secret(), secret)
+              if secret else None)
+    with services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, tenant_name)
+        key = repo.create_api_key(session, tenant.id, require_signature=require_signature,
+                                  signing_secret=sealed,
+                                  rate_limit_per_minute=rate_limit_per_minute,
+                                  max_concurrent_jobs=max_concurrent_jobs)
+    return key, secret
 
 
 def register_speaker(services: Services, tenant: Tenant, name: str, data: bytes,
@@ -41,8 +65,7 @@ def register_speaker(services: Services, tenant: Tenant, name: str, data: bytes,
         errors.append({"loc": ["body", "lang"], "msg": "lang must be a language tag like en"})
     if errors:
         raise ValidationFailed("the speaker is not valid", errors=errors)
-    decoded = decode_upload(data, max_seconds=settings.max_reference_seconds)
-    report = check_reference(decoded, settings.min_reference_speech_seconds)
+    decoded, report = decode_reference(data, settings)
     profile = services.engine.analyse_reference(decoded.samples, decoded.sample_rate,
                                                 transcript, lang)
     speaker_id = repo.new_id("spk")
@@ -69,11 +92,18 @@ def delete_speaker(services: Services, tenant: Tenant, speaker_id: str) -> None:
 
 
 def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
-               request: SynthesisRequest) -> Job:
-    """Validate everything, commit the job row, then hand it to the runner."""
+               request: SynthesisRequest, api_key: ApiKey | None = None) -> Job:
+    """Validate everything, commit the job row, then hand it to the runner.
+
+    With `api_key`, the key's concurrent-job limit applies and the job is counted to it.
+    """
     check_limits(request, services.settings)
+    if request.callback_url is not None:
+        check_callback_url(services.settings, str(request.callback_url))
     wanted = {line.speaker_id for line in request.script}
     with services.db.session() as session:
+        if api_key is not None:
+            check_job_slots(session, services.settings, api_key)
         known = repo.speakers_by_id(session, tenant.id, wanted)
         unknown = [i for i, line in enumerate(request.script) if line.speaker_id not in known]
         if unknown:
@@ -83,6 +113,7 @@ def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
         job = repo.add_job(session, Job(
             id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
             request=request.model_dump(mode="json"), units_total=len(request.script) + 1,
+            api_key_id=api_key.id if api_key is not None else None,
             request_id=current_request_id()))
     # Only a committed row is dispatched; a crash here leaves a queued row the sweep finds.
     runner.submit(job.id)
@@ -102,6 +133,8 @@ def job_view(services: Services, tenant: Tenant, job_id: str, base_url: str) -> 
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "attempts": job.attempts, "error": job.error, "result": None,
+        "callback_url": (job.request or {}).get("callback_url"),
+        "webhook_attempts": webhooks.attempts_view(services, job.id),
     }
     if job.status == "succeeded":
         ttl = settings.url_ttl_seconds

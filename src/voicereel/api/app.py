@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from voicereel import __version__, errors
+from voicereel import __version__, errors, observability
 from voicereel.api import problems
 from voicereel.api.body_guard import BodyGuard
-from voicereel.api.routes import files, health, jobs, speakers
+from voicereel.api.routes import files, health, jobs, metrics, speakers
 from voicereel.api.routes import usage as usage_routes
 from voicereel.api.routes import webhooks as webhook_routes
 from voicereel.api.schemas import PROBLEM_RESPONSES
@@ -65,8 +65,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 f"the request body is larger than {limit} bytes"), request.url.path)
         return await call_next(request)
 
-    for module in (speakers, jobs, files, health):
+    for module in (speakers, jobs, files, health, metrics):
         app.include_router(module.router)
     for trust_module in (usage_routes, webhook_routes):
         app.include_router(trust_module.router)
+    observability.install(app, services)  # last: its middleware wraps all the others
     return app
