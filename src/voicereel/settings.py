@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     max_transcript_chars: int = Field(20_000, ge=1)
     page_size_default: int = Field(20, ge=1)
     page_size_max: int = Field(100, ge=1)
+    openai_max_input_chars: int = Field(4096, ge=1)  # /v1/audio/speech `input`, as OpenAI's
 
     # fish-speech engine
     fish_speech_urls: str = ""  # comma-separated base URLs

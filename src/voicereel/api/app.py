@@ -12,6 +12,7 @@ from voicereel import __version__, errors, observability
 from voicereel.api import problems
 from voicereel.api.body_guard import BodyGuard
 from voicereel.api.routes import files, health, jobs, metrics, speakers
+from voicereel.api.routes import openai_compat as openai_routes
 from voicereel.api.routes import usage as usage_routes
 from voicereel.api.routes import webhooks as webhook_routes
 from voicereel.api.schemas import PROBLEM_RESPONSES
@@ -69,5 +70,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(module.router)
     for trust_module in (usage_routes, webhook_routes):
         app.include_router(trust_module.router)
+    app.include_router(openai_routes.router)
     observability.install(app, services)  # last: its middleware wraps all the others
     return app

@@ -151,6 +151,14 @@ def speakers_by_id(session: Session, tenant_id: str, ids: set[str]) -> dict[str,
     return {row.id: row for row in rows}
 
 
+def speaker_names(session: Session, tenant_id: str) -> list[tuple[str, str]]:
+    """(id, name) of every speaker of the tenant, oldest first: for resolving names."""
+    rows = session.execute(
+        select(Speaker.id, Speaker.name).where(Speaker.tenant_id == tenant_id)
+        .order_by(Speaker.created_at, Speaker.id))
+    return [(row.id, row.name) for row in rows]
+
+
 def list_speakers(session: Session, tenant_id: str, limit: int, cursor: str | None) -> Page:
     """Newest first; the cursor is the (created_at, id) of the last row seen."""
     query = select(Speaker).where(Speaker.tenant_id == tenant_id)

@@ -1,0 +1,93 @@
+"""Typed results of the API, as the client returns them.
+
+Fields the server adds later are kept (not refused), so an older client keeps working.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "canceled")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Speaker(_Model):
+    id: str
+    name: str
+    lang: str
+    transcript: str = ""
+    reference_seconds: float
+    speech_seconds: float
+    created_at: datetime
+
+
+class SpeakerPage(_Model):
+    items: list[Speaker]
+    next_cursor: str | None = None
+
+
+class FileLink(_Model):
+    """A download URL (valid until the result's `expires_at`) and what it holds."""
+
+    url: str
+    content_type: str
+    size_bytes: int
+
+
+class JobResult(_Model):
+    duration: float | None = None
+    expires_at: datetime
+    audio: FileLink
+    captions: dict[str, FileLink] = Field(default_factory=dict)
+    stems: dict[str, FileLink] = Field(default_factory=dict)
+
+
+class Job(_Model):
+    id: str
+    status: JobStatus
+    progress: float = 0.0
+    units_done: int = 0
+    units_total: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    error: str | None = None
+    result: JobResult | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+class JobAccepted(_Model):
+    job_id: str
+    status: JobStatus
+
+
+class Downloads(_Model):
+    """Where `download` wrote a job's files."""
+
+    audio: Path
+    captions: dict[str, Path] = Field(default_factory=dict)
+    stems: dict[str, Path] = Field(default_factory=dict)
+
+    def paths(self) -> list[Path]:
+        return [self.audio, *self.captions.values(), *self.stems.values()]
+
+
+class Usage(_Model):
+    """One month of usage as `GET /v1/usage` reports it (fields as the server sends them)."""
+
+    month: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
