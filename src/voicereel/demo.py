@@ -12,8 +12,10 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -42,21 +44,24 @@ DIALOGUE = [
 VOICES = {"Alice": (1.35, 0.95), "Bob": (0.8, 1.05)}
 
 
-def make_reference(pitch: float, tempo: float, min_seconds: float = 34.0) -> bytes:
-    """A WAV reference recording of the bundled voice moved in pitch and tempo."""
+# Every demo reference reads READING this many times, so its transcript is known exactly.
+REFERENCE_READINGS = 2
+REFERENCE_TRANSCRIPT = " ".join([READING] * REFERENCE_READINGS)
+
+
+def make_reference(pitch: float, tempo: float) -> bytes:
+    """A WAV of the bundled voice, moved in pitch and tempo, reading REFERENCE_TRANSCRIPT."""
     from voicereel.audio.io import resample
     from voicereel.engines.piper import PiperEngine
     from voicereel.settings import Settings
 
     engine = PiperEngine(Settings())
     rate = engine.sample_rate
+    pause = np.zeros(int(0.4 * rate), np.float32)
     pieces: list[np.ndarray] = []
-    total = 0.0
-    while total < min_seconds:
+    for _ in range(REFERENCE_READINGS):
         audio, _ = engine.render_base(READING, length_scale=tempo * pitch)
-        shifted = resample(audio, rate, round(rate / pitch))
-        pieces += [shifted, np.zeros(int(0.4 * rate), np.float32)]
-        total += (len(shifted) + int(0.4 * rate)) / rate
+        pieces += [resample(audio, rate, round(rate / pitch)), pause]
     buffer = io.BytesIO()
     sf.write(buffer, np.concatenate(pieces), rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
@@ -68,7 +73,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_demo(out_dir: str, echo: Callable[[str], None] = print) -> list[Path]:
+@contextmanager
+def local_service(tenant: str = "demo", **settings_overrides: Any) -> Iterator[httpx.Client]:
+    """A fresh service on a free loopback port, and a client holding a key of `tenant`."""
     import uvicorn
 
     from voicereel import operations
@@ -76,27 +83,32 @@ def run_demo(out_dir: str, echo: Callable[[str], None] = print) -> list[Path]:
     from voicereel.jobs.services import build_services
     from voicereel.settings import Settings
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="voicereel-demo-") as data_dir:
-        settings = Settings(data_dir=Path(data_dir), database_url="", env="development")
+        settings = Settings(**{"data_dir": Path(data_dir), "database_url": "",
+                               "env": "development", **settings_overrides})
         services = build_services(settings)
         services.db.migrate()
-        key = operations.create_key(services, "demo")
+        key = operations.create_key(services, tenant)
         port = _free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(settings, services), host="127.0.0.1",
                                                port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
-        base = f"http://127.0.0.1:{port}"
         try:
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"},
-                              timeout=120) as client:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                              headers={"Authorization": f"Bearer {key}"}) as client:
                 _wait_ready(client)
-                return _drive(client, out, echo)
+                yield client
         finally:
             server.should_exit = True
             thread.join(timeout=10)
+
+
+def run_demo(out_dir: str, echo: Callable[[str], None] = print) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with local_service() as client:
+        return _drive(client, out, echo)
 
 
 def _wait_ready(client: httpx.Client) -> None:
@@ -114,9 +126,10 @@ def _drive(client: httpx.Client, out: Path, echo: Callable[[str], None]) -> list
     speaker_ids: dict[str, str] = {}
     for name, (pitch, tempo) in VOICES.items():
         echo(f"Recording and registering the reference voice of {name}...")
-        response = client.post("/v1/speakers", data={"name": name, "transcript": READING},
-                               files={"audio": (f"{name}.wav", make_reference(pitch, tempo),
-                                                "audio/wav")})
+        wav = make_reference(pitch, tempo)
+        response = client.post("/v1/speakers",
+                               data={"name": name, "transcript": REFERENCE_TRANSCRIPT},
+                               files={"audio": (f"{name}.wav", wav, "audio/wav")})
         _expect(response, 201)
         speaker_ids[name] = response.json()["id"]
     script = [{"speaker_id": speaker_ids[name], "text": text} for name, text in DIALOGUE]
