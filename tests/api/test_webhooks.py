@@ -1,0 +1,188 @@
+"""Signed job callbacks: retried with exponential backoff, every attempt recorded on the job,
+private addresses refused unless allowed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.trust_helpers import add_job_row, add_speaker_row, caller, problem
+from voicereel import webhooks
+from voicereel.jobs.services import Services
+from voicereel.settings import Settings
+
+
+class Receiver:
+    """A real HTTP server on loopback that answers with the given statuses in turn."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.statuses[min(len(receiver.received), len(receiver.statuses)) - 1]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/voicereel"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    made = Receiver([500, 503, 200])
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Any) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url,
+                    max_upload_bytes=4 * 1024 * 1024, sweep_interval_seconds=0.5,
+                    webhook_allow_private=True, webhook_backoff_seconds=0.01,
+                    webhook_max_attempts=4, webhook_timeout_seconds=5)
+
+
+def _tenant_id(services: Services, client: TestClient) -> str:
+    return caller(services, client.headers["Authorization"].split()[1])[1].id
+
+
+def test_delivery_is_signed_retried_with_backoff_and_recorded(
+        client: TestClient, services: Services, receiver: Receiver) -> None:
+    tenant_id = _tenant_id(services, client)
+    job_id = add_job_row(services, tenant_id, status="failed", request={
+        "script": [{"speaker_id": "spk_x", "text": "Hi."}], "callback_url": receiver.url})
+    delays: list[float] = []
+    assert webhooks.deliver(services, job_id, sleep=delays.append)
+    assert delays == [0.01, 0.02]
+    assert len(receiver.received) == 3
+    secret = client.get("/v1/webhook-secret").json()["secret"]
+    for headers, body in receiver.received:
+        signature = headers[webhooks.SIGNATURE_HEADER.lower()]
+        assert webhooks.verify_signature(secret, signature, body)
+        assert not webhooks.verify_signature("whsec_wrong", signature, body)
+        assert not webhooks.verify_signature(secret, signature, body + b" ")
+        payload = json.loads(body)
+        assert payload["type"] == "job.failed" and payload["job"]["id"] == job_id
+        assert payload["job"]["error"] == "test"
+    view = client.get(f"/v1/jobs/{job_id}").json()
+    assert view["callback_url"] == receiver.url
+    assert [(a["attempt"], a["status_code"]) for a in view["webhook_attempts"]] == [
+        (1, 500), (2, 503), (3, 200)]
+    assert view["webhook_attempts"][0]["error"] == "HTTP 500"
+    # delivered once is delivered: a second call sends nothing
+    assert webhooks.deliver(services, job_id, sleep=delays.append)
+    assert len(receiver.received) == 3
+
+
+def test_attempts_stop_at_the_maximum(client: TestClient, services: Services) -> None:
+    failing = Receiver([500])
+    try:
+        job_id = add_job_row(services, _tenant_id(services, client), status="failed",
+                             request={"script": [{"speaker_id": "spk_x", "text": "Hi."}],
+                                      "callback_url": failing.url})
+        thread = webhooks.deliver_job_webhook(services, job_id)
+        assert thread is not None
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    finally:
+        failing.close()
+    attempts = client.get(f"/v1/jobs/{job_id}").json()["webhook_attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3, 4]
+    assert len(failing.received) == 4
+
+
+def test_unreachable_receiver_is_recorded_as_an_error(client: TestClient,
+                                                      services: Services) -> None:
+    gone = Receiver([200])
+    url = gone.url
+    gone.close()
+    job_id = add_job_row(services, _tenant_id(services, client), status="failed", request={
+        "script": [{"speaker_id": "spk_x", "text": "Hi."}], "callback_url": url})
+    assert not webhooks.deliver(services, job_id, sleep=lambda _: None)
+    attempts = client.get(f"/v1/jobs/{job_id}").json()["webhook_attempts"]
+    assert len(attempts) == 4
+    assert all(a["status_code"] is None and "ConnectError" in a["error"] for a in attempts)
+
+
+def test_unfinished_jobs_and_jobs_without_callback_send_nothing(
+        client: TestClient, services: Services, receiver: Receiver) -> None:
+    tenant_id = _tenant_id(services, client)
+    running = add_job_row(services, tenant_id, status="running", request={
+        "script": [{"speaker_id": "spk_x", "text": "Hi."}], "callback_url": receiver.url})
+    plain = add_job_row(services, tenant_id, status="succeeded")
+    assert not webhooks.deliver(services, running)
+    assert not webhooks.deliver(services, plain)
+    assert receiver.received == []
+
+
+def test_callback_url_is_accepted_and_stored(client: TestClient, services: Services,
+                                             receiver: Receiver) -> None:
+    speaker = add_speaker_row(services, _tenant_id(services, client))
+    response = client.post("/v1/synthesize", json={
+        "script": [{"speaker_id": speaker, "text": "Hi."}], "callback_url": receiver.url})
+    assert response.status_code == 202, response.text
+    view = client.get(response.headers["Location"]).json()
+    assert view["callback_url"] == receiver.url
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/hook", "http://localhost/hook", "http://[::1]/hook",
+    "http://10.1.2.3/hook", "http://192.168.0.1/hook", "http://169.254.169.254/latest/meta-data",
+    "http://0.0.0.0/hook", "https://user:pw@example.com/hook", "ftp://example.com/hook",
+])
+def test_private_and_odd_callback_urls_are_refused(url: str, tmp_path: Any) -> None:
+    settings = Settings(data_dir=tmp_path)
+    with pytest.raises(webhooks.CallbackUrlRefused):
+        webhooks.check_callback_url(settings, url)
+    if url.startswith("http://") and "@" not in url:
+        webhooks.check_callback_url(Settings(data_dir=tmp_path, webhook_allow_private=True), url)
+
+
+def test_api_refuses_private_callbacks_by_default(database_url: str, tmp_path: Any,
+                                                  tenant_name: str) -> None:
+    from voicereel import operations
+    from voicereel.api.app import create_app
+    from voicereel.jobs.services import build_services
+
+    services = build_services(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    services.db.migrate()
+    key = operations.create_key(services, tenant_name)
+    try:
+        with TestClient(create_app(services.settings, services)) as strict:
+            strict.headers["Authorization"] = f"Bearer {key}"
+            body = problem(strict.post("/v1/synthesize", json={
+                "script": [{"speaker_id": "spk_x", "text": "Hi."}],
+                "callback_url": "http://127.0.0.1:8080/hook"}), 422, "callback-url-refused")
+            assert body["errors"][0]["loc"] == ["body", "callback_url"]
+    finally:
+        services.db.dispose()
+
+
+def test_signature_example_in_the_docs() -> None:
+    from tests.api.test_signing import DOCS
+
+    header = webhooks.sign_payload("whsec_example-secret-do-not-use", 1735689600,
+                                   b'{"type":"job.succeeded","job":{"id":"job_1"}}')
+    assert header in DOCS.read_text()
