@@ -70,9 +70,10 @@ def job_log_context(job_id: str, request_id: str | None) -> Iterator[None]:
 
 # --- logs ----------------------------------------------------------------------------------------
 
-# Attributes every LogRecord has; anything else on a record came through `extra=`.
+# Attributes every LogRecord has; anything else on a record came through `extra=` (uvicorn's
+# `color_message` repeats the message with terminal colour codes).
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime",
-                                                                  "taskName"}
+                                                                  "taskName", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
