@@ -114,3 +114,14 @@ def demo(out_dir: str) -> None:
 
     for path in run_demo(out_dir, echo=click.echo):
         click.echo(path)
+
+
+def _add_client_commands() -> None:
+    # The customer-side commands (speakers, synthesize, jobs, usage) live with the SDK.
+    from voicereel.client.cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_client_commands()

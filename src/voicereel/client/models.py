@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,10 +84,21 @@ class Downloads(_Model):
         return [self.audio, *self.captions.values(), *self.stems.values()]
 
 
+class UsageTotals(_Model):
+    jobs: int = 0
+    characters: int = 0
+    audio_seconds: float = 0.0
+
+
+class UsageDay(UsageTotals):
+    date: str
+    engine: str
+
+
 class Usage(_Model):
-    """One month of usage as `GET /v1/usage` reports it (fields as the server sends them)."""
+    """One month of usage (succeeded jobs) as `GET /v1/usage` reports it."""
 
-    month: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+    month: str
+    totals: UsageTotals
+    by_engine: dict[str, UsageTotals] = Field(default_factory=dict)
+    days: list[UsageDay] = Field(default_factory=list)

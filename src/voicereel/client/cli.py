@@ -1,0 +1,386 @@
+"""The client side of the `voicereel` command: speakers, synthesize, jobs, usage.
+
+Every command takes `--url` / `--api-key` (or `VOICEREEL_URL` / `VOICEREEL_API_KEY`) and `--json`
+(machine-readable output on stdout; progress and errors always go to stderr). Exit codes:
+0 ok, 2 usage error (bad options, a script file that cannot be used), 3 the API answered an error,
+4 the job failed or was canceled, 5 the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import BaseModel
+
+from voicereel.client._base import API_KEY_ENV, DEFAULT_URL, SIGNING_SECRET_ENV, URL_ENV
+from voicereel.client._client import VoiceReel
+from voicereel.client.errors import (
+    APIError,
+    ConnectionFailed,
+    JobFailed,
+    Unauthorized,
+    VoiceReelError,
+)
+from voicereel.client.models import Downloads, Job
+from voicereel.client.screenplay import ScriptError, Turn, parse_script, resolve_speakers
+
+EXIT_USAGE = 2
+EXIT_API_ERROR = 3
+EXIT_JOB_FAILED = 4
+EXIT_CANNOT_CONNECT = 5
+
+AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg")
+CAPTION_FORMATS = ("vtt", "srt", "json")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InputProblem(click.ClickException):
+    """The command's input cannot be used (a script file, a speaker name)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ApiProblem(click.ClickException):
+    exit_code = EXIT_API_ERROR
+
+
+class JobProblem(click.ClickException):
+    exit_code = EXIT_JOB_FAILED
+
+
+class ConnectProblem(click.ClickException):
+    exit_code = EXIT_CANNOT_CONNECT
+
+
+@dataclass
+class Cli:
+    """What a command works with: the client and how to print."""
+
+    client: VoiceReel
+    as_json: bool
+
+    def emit(self, value: Any, human: Callable[[], None]) -> None:
+        """Print `value` as JSON with --json, else run the human-readable printer."""
+        if self.as_json:
+            click.echo(json.dumps(_plain(value), indent=2))
+        else:
+            human()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@contextmanager
+def _exit_codes(url: str) -> Iterator[None]:
+    """Turn client errors into messages with the documented exit codes."""
+    try:
+        yield
+    except Unauthorized as exc:
+        if exc.slug.startswith("signature-"):
+            raise ApiProblem(f"the request signature was refused ({exc.detail}); this key "
+                             f"needs --signing-secret or {SIGNING_SECRET_ENV}") from exc
+        raise ApiProblem(f"the API key was refused by {url} ({exc.detail}); check --api-key "
+                         f"or {API_KEY_ENV}") from exc
+    except APIError as exc:
+        raise ApiProblem(str(exc)) from exc
+    except ConnectionFailed as exc:
+        raise ConnectProblem(f"{exc}\nIs the server running? Set the address with --url or "
+                             f"{URL_ENV}.") from exc
+    except JobFailed as exc:
+        raise JobProblem(str(exc)) from exc
+    except ScriptError as exc:
+        raise InputProblem(str(exc)) from exc
+    except VoiceReelError as exc:
+        raise ApiProblem(str(exc)) from exc
+
+
+def api_command(func: F) -> F:
+    """Give a command the connection options and run it with a client and exit codes."""
+
+    @functools.wraps(func)
+    def wrapper(url: str, api_key: str, signing_secret: str | None, as_json: bool,
+                **kwargs: Any) -> Any:
+        with VoiceReel(url, api_key, signing_secret=signing_secret) as client, _exit_codes(url):
+            return func(Cli(client, as_json), **kwargs)
+
+    options = [
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print JSON on stdout (for scripts)."),
+        click.option("--signing-secret", envvar=SIGNING_SECRET_ENV, show_envvar=True,
+                     help="Signing secret of a key that requires signed requests."),
+        click.option("--api-key", envvar=API_KEY_ENV, required=True, show_envvar=True,
+                     help="API key (Bearer token)."),
+        click.option("--url", envvar=URL_ENV, default=DEFAULT_URL, show_default=True,
+                     show_envvar=True, help="Base URL of the VoiceReel API."),
+    ]
+    decorated: Any = wrapper
+    for option in options:
+        decorated = option(decorated)
+    return decorated
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows,
+                                                                      strict=False)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths,
+                                                                  strict=True)).rstrip())
+
+
+def _speaker_id(client: VoiceReel, ref: str) -> str:
+    """A speaker id, or the id of the one speaker with that name (case-insensitive)."""
+    if ref.startswith("spk_"):
+        return ref
+    known = [(s.id, s.name) for s in client.iter_speakers()]
+    return str(resolve_speakers([Turn(ref, "-", 0)], known)[0]["speaker_id"])
+
+
+# --- speakers ---------------------------------------------------------------------------------
+
+
+@click.group()
+def speakers() -> None:
+    """Register, list, show and delete voices."""
+
+
+@speakers.command("add")
+@click.argument("name")
+@click.option("--audio", "audio", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Reference recording: at least 30 s of speech (WAV, FLAC, OGG or MP3).")
+@click.option("--transcript", default=None, help="What the reference recording says.")
+@click.option("--transcript-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the transcript from a text file.")
+@click.option("--lang", default="en", show_default=True, help="Language tag of the speaker.")
+@api_command
+def speakers_add(cli: Cli, name: str, audio: Path, transcript: str | None,
+                 transcript_file: Path | None, lang: str) -> None:
+    """Register speaker NAME from a reference recording."""
+    if transcript is not None and transcript_file is not None:
+        raise click.UsageError("give --transcript or --transcript-file, not both")
+    text = transcript_file.read_text(encoding="utf-8").strip() if transcript_file \
+        else transcript or ""
+    speaker = cli.client.create_speaker(name, audio, transcript=text, lang=lang)
+    cli.emit(speaker, lambda: click.echo(
+        f"{speaker.id}  {speaker.name} ({speaker.speech_seconds:.1f} s of speech)"))
+
+
+@speakers.command("list")
+@api_command
+def speakers_list(cli: Cli) -> None:
+    """List every speaker, newest first."""
+    items = list(cli.client.iter_speakers())
+    cli.emit(items, lambda: _table(
+        [(s.id, s.name, s.lang, f"{s.speech_seconds:.1f}", s.created_at.strftime("%Y-%m-%d %H:%M"))
+         for s in items], ("ID", "NAME", "LANG", "SPEECH_S", "CREATED")))
+
+
+@speakers.command("show")
+@click.argument("speaker")
+@api_command
+def speakers_show(cli: Cli, speaker: str) -> None:
+    """Show one speaker, by id or name."""
+    found = cli.client.get_speaker(_speaker_id(cli.client, speaker))
+
+    def human() -> None:
+        for field in ("id", "name", "lang", "reference_seconds", "speech_seconds",
+                      "created_at", "transcript"):
+            click.echo(f"{field}: {getattr(found, field)}")
+
+    cli.emit(found, human)
+
+
+@speakers.command("delete")
+@click.argument("speaker")
+@api_command
+def speakers_delete(cli: Cli, speaker: str) -> None:
+    """Delete a speaker (by id or name) and its reference audio."""
+    speaker_id = _speaker_id(cli.client, speaker)
+    cli.client.delete_speaker(speaker_id)
+    cli.emit({"deleted": speaker_id}, lambda: click.echo(f"deleted {speaker_id}"))
+
+
+# --- synthesis and jobs -----------------------------------------------------------------------
+
+
+def _captions(ctx: click.Context, param: click.Parameter,
+              value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    chosen = [part.strip().lower() for part in value.split(",") if part.strip()]
+    wrong = [c for c in chosen if c not in CAPTION_FORMATS]
+    if wrong:
+        raise click.BadParameter(f"{', '.join(wrong)}: choose from {', '.join(CAPTION_FORMATS)}")
+    return chosen
+
+
+def _request_body(cli: Cli, script_text: str, filename: str) -> dict[str, Any]:
+    parsed = parse_script(script_text, filename)
+    if parsed.body is not None:
+        return dict(parsed.body)
+    known = [(s.id, s.name) for s in cli.client.iter_speakers()]
+    return {"script": resolve_speakers(parsed.turns, known)}
+
+
+def _wait(cli: Cli, job_id: str) -> Job:
+    with click.progressbar(length=100, label=f"Rendering {job_id}", file=sys.stderr) as bar:
+        shown = 0
+
+        def advance(job: Job) -> None:
+            nonlocal shown
+            now = int(job.progress * 100)
+            if now > shown:
+                bar.update(now - shown)
+                shown = now
+
+        return cli.client.wait(job_id, on_progress=advance, raise_on_failure=False)
+
+
+def _finish(cli: Cli, job: Job, out: Path | None) -> None:
+    """Print the finished job (downloading its files into `out`); exit 4 if it did not succeed."""
+    files: Downloads | None = None
+    if job.status == "succeeded" and out is not None:
+        files = cli.client.download(job, out)
+    value: dict[str, Any] = {"job": job}
+    if files is not None:
+        value["files"] = files
+
+    def human() -> None:
+        if files is None:
+            _print_job(job)
+            return
+        click.echo(f"{job.id}  {job.status}  {job.progress:.0%}")
+        for path in files.paths():
+            click.echo(str(path))
+
+    cli.emit(value, human)
+    if job.status != "succeeded":
+        raise JobFailed(job)
+
+
+def _print_job(job: Job) -> None:
+    click.echo(f"{job.id}  {job.status}  {job.progress:.0%}")
+    if job.error:
+        click.echo(f"error: {job.error}")
+    if job.result is not None:
+        if job.result.duration is not None:
+            click.echo(f"duration: {job.result.duration:.2f} s")
+        click.echo(f"audio: {job.result.audio.url}")
+        for fmt, link in job.result.captions.items():
+            click.echo(f"captions.{fmt}: {link.url}")
+        for speaker_id, link in job.result.stems.items():
+            click.echo(f"stem {speaker_id}: {link.url}")
+
+
+@click.command()
+@click.argument("script", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the job, with a progress bar.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Download the results into this directory (implies --wait).")
+@click.option("--format", "audio_format", type=click.Choice(AUDIO_FORMATS),
+              help="Audio format (default: the script's, else wav).")
+@click.option("--sample-rate", type=click.IntRange(8000, 48000),
+              help="Sample rate in Hz (default: the script's, else 24000).")
+@click.option("--captions", callback=_captions,
+              help="Caption formats, comma-separated: vtt,srt,json (default: all).")
+@api_command
+def synthesize(cli: Cli, script: str, wait_: bool, out: Path | None, audio_format: str | None,
+               sample_rate: int | None, captions: list[str] | None) -> None:
+    """Render SCRIPT: the API's JSON or a screenplay ('Alice: Hello there.' per line).
+
+    Speaker names in a screenplay are matched to your speakers case-insensitively. Use '-' to
+    read the script from stdin.
+    """
+    with click.open_file(script, encoding="utf-8") as handle:
+        text = handle.read()
+    body = _request_body(cli, text, "" if script == "-" else script)
+    job = cli.client.synthesize(body["script"], format=audio_format, sample_rate=sample_rate,
+                                captions=captions if captions is not None
+                                else body.get("captions"),
+                                output=body.get("output"))
+    if not (wait_ or out):
+        cli.emit(job, lambda: click.echo(f"{job.job_id}  {job.status}"))
+        return
+    _finish(cli, _wait(cli, job.job_id), out)
+
+
+@click.group()
+def jobs() -> None:
+    """Show, wait for and delete synthesis jobs."""
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@api_command
+def jobs_show(cli: Cli, job_id: str) -> None:
+    """Show a job's status, progress and result URLs."""
+    job = cli.client.get_job(job_id)
+    cli.emit(job, lambda: _print_job(job))
+
+
+@jobs.command("wait")
+@click.argument("job_id")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Download the results into this directory.")
+@api_command
+def jobs_wait(cli: Cli, job_id: str, out: Path | None) -> None:
+    """Wait for a job with a progress bar; exit 4 if it fails or is canceled."""
+    _finish(cli, _wait(cli, job_id), out)
+
+
+@jobs.command("delete")
+@click.argument("job_id")
+@api_command
+def jobs_delete(cli: Cli, job_id: str) -> None:
+    """Cancel a job if unfinished and delete its files."""
+    cli.client.delete_job(job_id)
+    cli.emit({"deleted": job_id}, lambda: click.echo(f"deleted {job_id}"))
+
+
+# --- usage ------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--month", help="Month as YYYY-MM (default: the current month).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@api_command
+def usage(cli: Cli, month: str | None, as_csv: bool) -> None:
+    """Show a month's usage: one row per day and engine, then the totals."""
+    report = cli.client.usage(month)
+    columns = ("date", "engine", "jobs", "characters", "audio_seconds")
+    rows = [(day.date, day.engine, str(day.jobs), str(day.characters),
+             f"{day.audio_seconds:.3f}") for day in report.days]
+
+    def human() -> None:
+        if as_csv:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows(rows)
+            return
+        totals = report.totals
+        _table([*rows, ("total", "", str(totals.jobs), str(totals.characters),
+                        f"{totals.audio_seconds:.3f}")], [c.upper() for c in columns])
+
+    cli.emit(report, human)
+
+
+COMMANDS: tuple[click.Command, ...] = (speakers, synthesize, jobs, usage)
