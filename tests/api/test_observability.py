@@ -31,9 +31,9 @@ from voicereel.observability import (
     observe_job_finished,
 )
 
-# A Redis database of these tests' own (the Celery tests use others).
-REDIS_URL = os.environ.get("VOICEREEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15").rsplit(
-    "/", 1)[0] + "/11"
+# A Redis database of these tests' own: the Celery cluster (11) and the rate limits (13) have
+# theirs, and this test fills and empties the queue list the Celery workers read.
+REDIS_URL = os.environ.get("VOICEREEL_TEST_METRICS_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 
 def _samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
