@@ -31,7 +31,8 @@ def verify_url(secret: bytes, key: str, expires: str, name: str, sig: str) -> No
         expires_at = int(expires)
     except ValueError as exc:
         raise UrlInvalid("the URL's expiry is not a number") from exc
-    if not hmac.compare_digest(_signature(secret, key, expires_at, name), sig):
+    # bytes: compare_digest refuses non-ASCII str, and a URL can carry anything
+    if not hmac.compare_digest(_signature(secret, key, expires_at, name).encode(), sig.encode()):
         raise UrlInvalid()
     if time.time() > expires_at:
         raise UrlExpired()
