@@ -3,7 +3,8 @@
 Every HTTP request gets a request id (the caller's `X-Request-ID` when it is sane, else a new
 one), echoed in the response header and carried by a context variable into every log line. A
 job stores the id of the request that made it (`jobs.request_id`); a runner wraps its work in
-`job_log_context(job_id, request_id)` so that the worker's lines carry both ids.
+`job_context(services, job_id)` (or `job_log_context(job_id, request_id)` when it has the id
+at hand) so that the worker's lines carry both ids.
 
 Metrics live in one registry per app, so tests that build several apps count separately; the
 job histograms are process-wide (the pipeline does not know which app it serves) and are
@@ -66,6 +67,17 @@ def job_log_context(job_id: str, request_id: str | None) -> Iterator[None]:
     finally:
         request_id_var.reset(request_token)
         job_id_var.reset(job_token)
+
+
+@contextmanager
+def job_context(services: Services, job_id: str) -> Iterator[None]:
+    """`job_log_context` with the request id read from the job's row: what a runner wraps
+    its work on a job in, whether the job came from a request or from a sweep."""
+    with services.db.session() as session:
+        job = repo.load_job(session, job_id)
+        request_id = job.request_id if job is not None else None
+    with job_log_context(job_id, request_id):
+        yield
 
 
 # --- logs ----------------------------------------------------------------------------------------

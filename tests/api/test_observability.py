@@ -27,6 +27,7 @@ from voicereel.observability import (
     JsonFormatter,
     StateCollector,
     broker_ready,
+    job_context,
     job_log_context,
     observe_job_finished,
 )
@@ -198,9 +199,12 @@ def test_a_job_remembers_its_request_id_for_the_worker(client: TestClient, servi
     with job_log_context(job_id, job.request_id):
         worker_log.warning("rendering")
     worker_log.warning("idle")
+    with job_context(services, job_id):  # the same, with the id read from the job's row
+        worker_log.warning("rendering again")
     lines = {line["message"]: line for line in _lines(json_log)}
-    assert lines["rendering"]["job_id"] == job_id
-    assert lines["rendering"]["request_id"] == "submit-7"
+    for message in ("rendering", "rendering again"):
+        assert lines[message]["job_id"] == job_id
+        assert lines[message]["request_id"] == "submit-7"
     assert "job_id" not in lines["idle"] and "request_id" not in lines["idle"]
 
 
