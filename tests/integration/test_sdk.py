@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,14 @@ import pytest
 import soundfile as sf
 
 from tests.integration.conftest import LiveServer, _free_port
+from voicereel import operations
 from voicereel.client import (
     AsyncVoiceReel,
     ConnectionFailed,
     Job,
     NotFound,
     ReferenceRejected,
+    SignatureInvalid,
     Unauthorized,
     ValidationFailed,
     VoiceReel,
@@ -99,6 +102,22 @@ def test_the_async_client_against_the_live_server(live_server: LiveServer) -> No
                 await client.get_speaker("spk_missing")
 
     asyncio.run(scenario())
+
+
+def test_a_key_that_requires_signed_requests(live_server: LiveServer) -> None:
+    key, secret = operations.create_key_with_options(
+        live_server.services, f"signed-{uuid.uuid4().hex[:8]}", require_signature=True)
+    assert secret
+    with VoiceReel(live_server.base_url, key, max_retries=0) as unsigned, \
+            pytest.raises(SignatureInvalid) as caught:
+        unsigned.list_speakers()
+    assert caught.value.slug == "signature-missing"
+    with VoiceReel(live_server.base_url, key, signing_secret=secret) as client:
+        # Identical requests within one second repeat a signature; the client signs anew.
+        pages = [client.list_speakers(limit=5) for _ in range(3)]
+        assert all(page.items == [] for page in pages)
+        with pytest.raises(NotFound):
+            client.get_job("job_unknown")
 
 
 def test_an_unreachable_server_is_a_connection_failure() -> None:

@@ -30,6 +30,7 @@ from voicereel.client import (
     VoiceReel,
 )
 from voicereel.client import errors as client_errors
+from voicereel.client.signing import RequestSigner
 
 BASE = "http://voicereel.test"
 JOB = {"id": "job_1", "status": "running", "progress": 0.5, "units_done": 1, "units_total": 2,
@@ -254,3 +255,60 @@ def test_a_missing_key_is_refused_before_any_request(monkeypatch: pytest.MonkeyP
     with pytest.raises(ValueError, match="VOICEREEL_API_KEY"):
         VoiceReel(BASE)
 
+
+
+def test_signatures_match_the_servers_scheme() -> None:
+    from voicereel.auth import signing as server_signing
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.method == "GET":
+            return httpx.Response(200, json={"items": [], "next_cursor": None})
+        return httpx.Response(202, json={"job_id": "job_1", "status": "queued"})
+
+    client, _ = _client(handler, signing_secret="vrs_example-secret")
+    client.synthesize([{"speaker_id": "spk_1", "text": "Hi."}])
+    client.list_speakers(limit=2)
+    for request in seen:
+        timestamp = request.headers["voicereel-timestamp"]
+        expected = server_signing.sign("vrs_example-secret", timestamp, request.method,
+                                       request.url.raw_path.decode(), request.content)
+        assert request.headers["voicereel-signature"] == expected
+    assert seen[1].url.raw_path == b"/v1/speakers?limit=2"
+
+
+def test_a_replayed_signature_is_signed_again_a_second_later() -> None:
+    timestamps: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timestamps.append(request.headers["voicereel-timestamp"])
+        if len(timestamps) == 1:
+            return _problem(server_errors.SignatureReplayed("already used"))
+        return httpx.Response(200, json=JOB)
+
+    client, slept = _client(handler, signing_secret="vrs_secret")
+
+    def sleep_for_real(seconds: float) -> None:  # the next timestamp must really be later
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    client._sleep = sleep_for_real
+    assert client.get_job("job_1").id == "job_1"
+    assert len(slept) == 1 and 0 < slept[0] <= 1.01
+    assert int(timestamps[1]) > int(timestamps[0])
+
+
+def test_the_worked_example_of_docs_security_md() -> None:
+    signer = RequestSigner("vrs_example-secret-do-not-use")
+    body = b'{"script":[{"speaker_id":"spk_0123456789abcdef0123","text":"Hello there."}]}'
+    post = httpx.Request("POST", f"{BASE}/v1/synthesize", content=body)
+    get = httpx.Request("GET", f"{BASE}/v1/speakers", params={"limit": 2})
+    for request in (post, get):
+        signer.sign(request, now=1735689600)
+    assert post.headers["VoiceReel-Signature"] == (
+        "v1=1a72da674997ec725b4141907787b8f3fa95137c4eaf37fd02550c211957b168")
+    assert get.headers["VoiceReel-Signature"] == (
+        "v1=71c139aa8ee3443b610e3a64d6741a6832181257e81a066d8076c388ddbda22e")
+    assert get.headers["VoiceReel-Timestamp"] == "1735689600"
