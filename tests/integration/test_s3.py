@@ -141,6 +141,8 @@ def test_presigned_url_downloads_with_its_name_and_carries_the_ttl(storage: S3St
     assert query["X-Amz-Expires"] == ["120"]
     signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert before <= signed_at <= after
+    odd = httpx.get(storage.url("t1/jobs/j1/captions.vtt", 120, 'Ann "A" Lee.vtt'))
+    assert odd.headers["content-disposition"] == 'attachment; filename="Ann__A__Lee.vtt"'
     # Another key under the same signature is refused: the URL grants one object only.
     other = url.replace("captions.vtt", "audio.wav", 1)
     assert httpx.get(other).status_code in (403, 404)

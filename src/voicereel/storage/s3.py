@@ -9,6 +9,7 @@ credentials allow it; otherwise it must exist beforehand.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from voicereel.storage.base import check_key
 # delete_objects takes at most this many keys per call (an S3 limit).
 DELETE_BATCH = 1000
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +144,9 @@ class S3Storage:
     def url(self, key: str, ttl_seconds: int, download_name: str) -> str:
         params = {"Bucket": self.bucket, "Key": self.object_key(key)}
         if download_name:
-            check_key(download_name)  # our own names only: safe inside the header's quotes
-            params["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
+            # Only plain characters inside the header's quotes, whatever a file is named.
+            safe_name = _UNSAFE_NAME_CHARS.sub("_", download_name)
+            params["ResponseContentDisposition"] = f'attachment; filename="{safe_name}"'
         url: str = self._signer.generate_presigned_url("get_object", Params=params,
                                                        ExpiresIn=ttl_seconds)
         return url
