@@ -171,6 +171,17 @@ class StateCollector(Collector):
     def __init__(self, services: Services) -> None:
         self.services = services
 
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("voicereel_jobs", "Jobs by state.", labels=["state"]),
+                GaugeMetricFamily("voicereel_queue_depth", "Work waiting to be picked up.",
+                                  labels=["source"]))
+
+    def describe(self) -> Iterable[Metric]:
+        # Without this the registry would call collect(), and query the database, when the app
+        # is built.
+        return self._families()
+
     def collect(self) -> Iterable[Metric]:
         try:
             with self.services.db.session() as session:
@@ -178,12 +189,10 @@ class StateCollector(Collector):
         except Exception:
             log.warning("metrics: the database did not answer", exc_info=True)
             return
-        jobs = GaugeMetricFamily("voicereel_jobs", "Jobs by state.", labels=["state"])
+        jobs, depth = self._families()
         for state in sorted(set(JOB_STATES) | counts.keys()):
             jobs.add_metric([state], counts.get(state, 0))
         yield jobs
-        depth = GaugeMetricFamily("voicereel_queue_depth", "Work waiting to be picked up.",
-                                  labels=["source"])
         depth.add_metric(["database"], counts.get("queued", 0))
         settings = self.services.settings
         if settings.runner == "celery":

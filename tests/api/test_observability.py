@@ -20,11 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.db import repo
+from voicereel.db.session import Database
 from voicereel.domain.script import SynthesisRequest
 from voicereel.jobs.runners.inline import InlineRunner
 from voicereel.jobs.services import Services
 from voicereel.observability import (
     JsonFormatter,
+    Metrics,
     StateCollector,
     broker_ready,
     job_context,
@@ -243,3 +245,18 @@ def test_broker_probe_and_queue_depth(services: Services) -> None:
     finally:
         queue.delete(QUEUE)
         queue.close()
+
+
+def test_a_database_outage_costs_only_the_job_gauges(services: Services,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    down = Database(f"postgresql+psycopg://nobody@127.0.0.1:{_closed_port()}/none")
+    try:
+        metrics = Metrics(Services(services.settings, down, services.storage, services.engine))
+        assert caplog.records == []  # building the registry asked the database nothing
+        metrics.requests.labels("GET", "/healthz", "200").inc()
+        text = metrics.render().decode()
+    finally:
+        down.dispose()
+    assert 'voicereel_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
+    assert "voicereel_jobs{" not in text
+    assert any("database did not answer" in r.getMessage() for r in caplog.records)
