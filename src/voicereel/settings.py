@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     max_script_chars: int = Field(50_000, ge=1)
     max_pause_ms: int = Field(10_000, ge=0)
     default_pause_ms: int = Field(250, ge=0)
+    loudness_lufs: float = Field(-16.0, ge=-40, le=-5)  # master target, BS.1770 integrated
+    true_peak_dbtp: float = Field(-1.0, ge=-10, le=0)  # ceiling of the master and stems
     max_name_chars: int = Field(100, ge=1)
     max_transcript_chars: int = Field(20_000, ge=1)
     page_size_default: int = Field(20, ge=1)
@@ -76,19 +78,6 @@ class Settings(BaseSettings):
     signature_tolerance_seconds: int = Field(300, ge=1)  # accepted clock skew, either way
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)  # how long a key's answer is kept
     idempotency_wait_seconds: float = Field(120.0, gt=0)  # a racing duplicate waits this long
-    rate_limit_per_minute: int = Field(300, ge=0)  # requests per API key; 0: unlimited
-    max_concurrent_jobs: int = Field(10, ge=0)  # unfinished jobs per API key; 0: unlimited
-    rate_limit_redis_url: str = ""  # empty: broker_url with the celery runner, else in process
-    webhook_allow_private: bool = False  # allow callbacks to loopback/private/link-local hosts
-    webhook_max_attempts: int = Field(6, ge=1)
-    webhook_backoff_seconds: float = Field(2.0, ge=0)  # first retry delay, doubles per retry
-    webhook_timeout_seconds: float = Field(10.0, gt=0)
-    decode_timeout_seconds: float = Field(60.0, gt=0)  # decoding + checking one upload
-
-    # Request signing, idempotency, rate limits, webhooks (docs/security.md)
-    signature_tolerance_seconds: int = Field(300, ge=1)  # accepted clock skew, either way
-    idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)  # how long a key's answer is kept
-    idempotency_wait_seconds: float = Field(30.0, gt=0)  # a racing duplicate waits this long
     rate_limit_per_minute: int = Field(300, ge=0)  # requests per API key; 0: unlimited
     max_concurrent_jobs: int = Field(10, ge=0)  # unfinished jobs per API key; 0: unlimited
     rate_limit_redis_url: str = ""  # empty: broker_url with the celery runner, else in process
