@@ -74,6 +74,16 @@ def serve(host: str, port: int) -> None:
                 access_log=False)
 
 
+@main.command()
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes rendering at once.")
+def worker(concurrency: int) -> None:
+    """Run a Celery worker that renders jobs (VOICEREEL_RUNNER=celery; migrate first)."""
+    from voicereel.jobs.celery_app import run_worker
+
+    run_worker(get_settings(), concurrency)
+
+
 @main.group()
 def keys() -> None:
     """Manage API keys."""

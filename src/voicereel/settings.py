@@ -71,8 +71,14 @@ class Settings(BaseSettings):
     fish_speech_backoff_seconds: float = Field(0.5, ge=0)  # first retry delay, doubles per retry
     fish_speech_cooldown_seconds: float = Field(30.0, ge=0)  # a failed server rests this long
 
-    # celery runner
+    # celery runner (docs: README "Running on Celery")
     broker_url: str = "redis://127.0.0.1:6379/0"
+    broker_timeout_seconds: float = Field(2.0, gt=0)  # connect/read timeout of one broker call
+    max_job_seconds: int = Field(3600, ge=10)  # a job rendering longer than this fails
+    # Redis hands an unacknowledged message to another worker after this long; it must exceed
+    # the longest job, or a slow job would be delivered twice while it still runs.
+    visibility_timeout_seconds: int = Field(7200, ge=60)
+    redispatch_seconds: float = Field(60.0, gt=0)  # a dispatched job nobody claimed is re-sent
 
     # Request signing, idempotency, rate limits, webhooks (docs/security.md)
     signature_tolerance_seconds: int = Field(300, ge=1)  # accepted clock skew, either way
@@ -104,6 +110,13 @@ class Settings(BaseSettings):
     def _production_needs_a_secret(self) -> Settings:
         if self.env == "production" and not self.signing_secret:
             raise ValueError("VOICEREEL_SIGNING_SECRET is required when VOICEREEL_ENV=production")
+        return self
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_jobs(self) -> Settings:
+        if self.visibility_timeout_seconds <= self.max_job_seconds:
+            raise ValueError("VOICEREEL_VISIBILITY_TIMEOUT_SECONDS must exceed "
+                             "VOICEREEL_MAX_JOB_SECONDS")
         return self
 
     @property

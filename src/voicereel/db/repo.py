@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from voicereel.db.tables import (
@@ -22,9 +24,11 @@ from voicereel.db.tables import (
     IdempotencyRecord,
     Job,
     JobFile,
+    JobUnit,
     SeenSignature,
     Speaker,
     Tenant,
+    UTCDateTime,
     WebhookAttempt,
     utcnow,
 )
@@ -409,3 +413,85 @@ def usage_by_day(session: Session, tenant_id: str, start: datetime,
         .group_by(day, Job.engine).order_by(day, Job.engine))
     return [UsageRow(str(d), engine, int(n), int(chars or 0), float(secs or 0.0))
             for d, engine, n, chars, secs in rows]
+
+
+# --- celery runner: dispatch and fanned-out units (jobs/celery_app.py) ------------------------
+
+
+def dispatchable_jobs(session: Session, limit: int = 500) -> list[tuple[str, int]]:
+    """(id, attempts) of queued jobs and of running jobs whose lease expired."""
+    now = utcnow()
+    rows = session.execute(
+        select(Job.id, Job.attempts)
+        .where(Job.deleted_at.is_(None),
+               or_(Job.status == "queued",
+                   and_(Job.status == "running", Job.lease_expires_at < now)))
+        .order_by(Job.created_at).limit(limit)
+    )
+    return [(job_id, attempts) for job_id, attempts in rows]
+
+
+def job_is_running(session: Session, job_id: str) -> bool:
+    return session.scalar(select(func.count()).select_from(Job).where(
+        Job.id == job_id, Job.status == "running", Job.deleted_at.is_(None))) == 1
+
+
+def holds_lease(session: Session, job_id: str, owner: str) -> bool:
+    """True while `owner` is the attempt running the job."""
+    return session.scalar(select(func.count()).select_from(Job).where(
+        Job.id == job_id, Job.status == "running", Job.lease_owner == owner,
+        Job.deleted_at.is_(None))) == 1
+
+
+def unit_done(session: Session, job_id: str, index: int) -> bool:
+    return session.get(JobUnit, (job_id, index)) is not None
+
+
+def unit_keys(session: Session, job_id: str) -> dict[int, str]:
+    """Storage key of every rendered line of the job, by line index."""
+    rows = session.execute(select(JobUnit.index, JobUnit.key).where(JobUnit.job_id == job_id))
+    return {index: key for index, key in rows}
+
+
+def record_unit(session: Session, job_id: str, index: int, key: str, units_total: int) -> bool:
+    """Keep a rendered line of a running job and raise its progress to the lines done.
+
+    False if the job no longer runs (finished, canceled, deleted): the caller then removes the
+    file it wrote. A line recorded twice keeps its first row. Progress only ever goes up, even
+    when two workers record lines at once.
+    """
+    insert_fn = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    running = select(Job.id).where(Job.id == job_id, Job.status == "running",
+                                   Job.deleted_at.is_(None))
+    # The write comes first so that SQLite takes its write lock before anything is read.
+    session.execute(
+        insert_fn(JobUnit)
+        .from_select(["job_id", "index", "key", "created_at"],
+                     select(literal(job_id), literal(index), literal(key),
+                            literal(utcnow(), UTCDateTime())).where(running.exists()))
+        .on_conflict_do_nothing()
+    )
+    if not session.scalar(select(func.count()).select_from(running.subquery())):
+        return False
+    done = session.scalar(select(func.count()).select_from(JobUnit)
+                          .where(JobUnit.job_id == job_id)) or 0
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.units_done < done)
+        .values(units_done=done, units_total=units_total, progress=done / units_total)
+    )
+    return True
+
+
+def clear_units(session: Session, job_id: str) -> None:
+    session.execute(delete(JobUnit).where(JobUnit.job_id == job_id))
+
+
+def finished_jobs_with_units(session: Session, limit: int = 100) -> list[tuple[str, str]]:
+    """(id, tenant_id) of finished jobs that still have rendered lines to remove."""
+    rows = session.execute(
+        select(Job.id, Job.tenant_id)
+        .where(Job.status.in_(FINISHED), Job.id.in_(select(JobUnit.job_id)))
+        .limit(limit)
+    )
+    return [(job_id, tenant_id) for job_id, tenant_id in rows]

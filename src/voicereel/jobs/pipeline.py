@@ -231,3 +231,70 @@ def record_units(services: Services, job_id: str, owner: str, done: int, total: 
                                           services.settings.job_lease_seconds)
     if not still_ours:
         raise JobLost(job_id)
+
+
+# --- fanned-out rendering: one line per unit, assembled once every line is stored -------------
+# Used by the celery runner (jobs/celery_app.py); `run_job` above stays the one-process path.
+
+UNIT_CONTENT_TYPE = "application/octet-stream"
+
+
+def unit_folder(prefix: str, index: int) -> str:
+    return f"{prefix}/units/{index}"
+
+
+def pack_unit(rendered: RenderedLine) -> bytes:
+    """A rendered line as .npz: float32 audio plus its words (no pickles)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, audio=rendered.audio.astype(np.float32),
+             words=np.array([w.text for w in rendered.words], dtype=str),
+             starts=np.array([w.start for w in rendered.words], dtype=np.int64),
+             ends=np.array([w.end for w in rendered.words], dtype=np.int64))
+    return buffer.getvalue()
+
+
+def unpack_unit(data: bytes) -> RenderedLine:
+    with np.load(io.BytesIO(data), allow_pickle=False) as unit:
+        words = [TimedWord(str(text), int(start), int(end))
+                 for text, start, end in zip(unit["words"], unit["starts"], unit["ends"],
+                                             strict=True)]
+        return RenderedLine(unit["audio"].astype(np.float32), words)
+
+
+def missing_units(services: Services, plan: JobPlan) -> list[int]:
+    """Indexes of the lines not rendered yet, in script order."""
+    with services.db.session() as session:
+        done = repo.unit_keys(session, plan.job_id)
+    return [i for i in range(len(plan.request.script)) if i not in done]
+
+
+def render_unit(services: Services, plan: JobPlan, index: int) -> bool:
+    """Render line `index` into storage and record it; False if the job stopped running.
+
+    Rendering a line twice is harmless: the file key is fixed and the first row is kept.
+    """
+    key = f"{unit_folder(plan.prefix, index)}/line.npz"
+    services.storage.put(key, pack_unit(render_line(services, plan, index)), UNIT_CONTENT_TYPE)
+    with services.db.session() as session:
+        running = repo.record_unit(session, plan.job_id, index, key, plan.units_total)
+    if not running:
+        # The file was written after the job finished or was deleted: it must not stay.
+        services.storage.delete_prefix(unit_folder(plan.prefix, index))
+    return running
+
+
+def assemble_units(services: Services, plan: JobPlan, owner: str) -> None:
+    """Join the stored lines into the job's files (as `run_job` does), then drop the lines."""
+    with services.db.session() as session:
+        keys = repo.unit_keys(session, plan.job_id)
+    rendered = [unpack_unit(services.storage.get(keys[i]))
+                for i in range(len(plan.request.script))]
+    assemble(services, plan, rendered, owner)
+    discard_units(services, plan.job_id, plan.prefix)
+
+
+def discard_units(services: Services, job_id: str, prefix: str) -> None:
+    """Remove a finished job's rendered lines: files first, then the rows that point at them."""
+    services.storage.delete_prefix(f"{prefix}/units")
+    with services.db.session() as session:
+        repo.clear_units(session, job_id)
