@@ -253,17 +253,23 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path_format", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
-            access_log.log(logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
-                           "%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000,
-                           extra={"method": method, "path": scope["path"], "route": route,
-                                  "status": status, "duration_ms": round(elapsed * 1000, 2)})
-            request_id_var.reset(token)
+        except BaseException:
+            # The id stays set: the server-error handler outside this middleware logs the crash
+            # and answers it, both with the id (each request runs in a task of its own).
+            self._record(scope, status, time.perf_counter() - started)
+            raise
+        self._record(scope, status, time.perf_counter() - started)
+        request_id_var.reset(token)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = getattr(scope.get("route"), "path_format", None) or "unmatched"
+        method = scope["method"]
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route).observe(elapsed)
+        access_log.log(logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
+                       "%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000,
+                       extra={"method": method, "path": scope["path"], "route": route,
+                              "status": status, "duration_ms": round(elapsed * 1000, 2)})
 
 
 def _request_id(scope: Scope) -> str:

@@ -260,3 +260,26 @@ def test_a_database_outage_costs_only_the_job_gauges(services: Services,
     assert 'voicereel_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
     assert "voicereel_jobs{" not in text
     assert any("database did not answer" in r.getMessage() for r in caplog.records)
+
+
+def test_a_crash_is_logged_and_answered_with_the_request_id(services: Services,
+                                                            json_log: io.StringIO) -> None:
+    app = create_app(services.settings, services)
+
+    @app.get("/crash-for-test")
+    def crash() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as crashing:
+        response = crashing.get("/crash-for-test", headers={"X-Request-ID": "oops-1"})
+        samples = _samples(crashing)
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "oops-1"
+    lines = _lines(json_log)
+    (crash_line,) = [line for line in lines if line["logger"] == "voicereel.api.problems"]
+    assert crash_line["request_id"] == "oops-1"
+    assert "RuntimeError: a bug" in crash_line["exception"]
+    (access,) = [line for line in lines if line.get("path") == "/crash-for-test"]
+    assert access["status"] == 500 and access["request_id"] == "oops-1"
+    assert _value(samples, "voicereel_http_requests_total", method="GET",
+                  route="/crash-for-test", status="500") == 1

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voicereel import errors
+from voicereel.observability import REQUEST_ID_HEADER, current_request_id
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -64,5 +65,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(errors.VoiceReelError("an internal error occurred"),
-                                request.url.path)
+        response = problem_response(errors.VoiceReelError("an internal error occurred"),
+                                    request.url.path)
+        # Answered outside the request-id middleware, so the id is added here.
+        request_id = current_request_id()
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
