@@ -30,7 +30,7 @@ from voicereel.audio.encode import CONTENT_TYPES
 from voicereel.audio.encode import encode as encode_audio
 from voicereel.audio.loudness import line_gain, master_envelope
 from voicereel.db import repo
-from voicereel.db.tables import Speaker, Tenant
+from voicereel.db.tables import Speaker, Tenant, utcnow
 from voicereel.domain.markup import strip_markup
 from voicereel.domain.script import OutputOptions, ScriptLine, SynthesisRequest
 from voicereel.errors import NotFound, ValidationFailed
@@ -106,7 +106,8 @@ def create_speech(services: Services, tenant: Tenant,
         request=SynthesisRequest(
             script=[ScriptLine(speaker_id=speaker.id, text=request.input, speed=speed)],
             output=OutputOptions(format="wav", sample_rate=SAMPLE_RATE), captions=[]),
-        speakers={speaker.id: speaker}, voices={speaker.id: voice_for(services, speaker)})
+        speakers={speaker.id: speaker}, voices={speaker.id: voice_for(services, speaker)},
+        created_at=utcnow())
     audio = render_line(services, plan, 0).audio
     audio = _level(services, audio)
     fmt = request.response_format

@@ -186,3 +186,33 @@ def test_signature_example_in_the_docs() -> None:
     header = webhooks.sign_payload("whsec_example-secret-do-not-use", 1735689600,
                                    b'{"type":"job.succeeded","job":{"id":"job_1"}}')
     assert header in DOCS.read_text()
+
+
+def test_runner_delivers_when_a_real_job_succeeds(client: TestClient,
+                                                  reference_wavs: dict[str, bytes]) -> None:
+    ok = Receiver([200])
+    try:
+        r = client.post("/v1/speakers", data={"name": "Alice"},
+                        files={"audio": ("a.wav", reference_wavs["Alice"], "audio/wav")})
+        assert r.status_code == 201, r.text
+        r = client.post("/v1/synthesize", json={
+            "script": [{"speaker_id": r.json()["id"], "text": "Call me when it is done."}],
+            "callback_url": ok.url})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        for _ in range(600):  # the runner renders, then posts; bounded at about a minute
+            view = client.get(f"/v1/jobs/{job_id}").json()
+            if view["webhook_attempts"]:
+                break
+            threading.Event().wait(0.1)
+        assert view["status"] == "succeeded"
+        assert [a["status_code"] for a in view["webhook_attempts"]] == [200]
+        assert len(ok.received) == 1
+        payload = json.loads(ok.received[0][1])
+        assert payload["type"] == "job.succeeded" and payload["job"]["id"] == job_id
+        assert payload["job"]["result"]["audio"]["url"]
+        secret = client.get("/v1/webhook-secret").json()["secret"]
+        headers, body = ok.received[0]
+        assert webhooks.verify_signature(secret, headers[webhooks.SIGNATURE_HEADER.lower()], body)
+    finally:
+        ok.close()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import soundfile as sf
@@ -22,7 +24,7 @@ from voicereel.audio.io import resample
 from voicereel.audio.loudness import line_gain, master_envelope
 from voicereel.audio.mix import concat_with_pauses, fade_edges
 from voicereel.db import repo
-from voicereel.db.tables import JobFile, Speaker
+from voicereel.db.tables import JobFile, Speaker, utcnow
 from voicereel.domain import captions as captions_mod
 from voicereel.domain.markup import split_pauses, strip_markup
 from voicereel.domain.script import SynthesisRequest, script_characters
@@ -31,6 +33,7 @@ from voicereel.domain.timeline import Segment, TimedWord, Timeline
 from voicereel.engines.base import Voice
 from voicereel.errors import SynthesisFailed, VoiceReelError
 from voicereel.jobs.services import Services
+from voicereel.observability import observe_job_finished
 from voicereel.storage import job_prefix
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ class JobLost(Exception):
 class RenderedLine:
     audio: np.ndarray
     words: list[TimedWord]
+    render_seconds: float = 0.0
 
 
 def reference_loader(services: Services, key: str) -> Callable[[], tuple[np.ndarray, int]]:
@@ -69,6 +73,7 @@ class JobPlan:
     request: SynthesisRequest
     speakers: dict[str, Speaker]
     voices: dict[str, Voice]
+    created_at: datetime
 
     @property
     def prefix(self) -> str:
@@ -129,11 +134,12 @@ def load_plan(services: Services, job_id: str) -> JobPlan:
     if missing:
         raise SynthesisFailed(f"speaker(s) {', '.join(missing)} were deleted after submission")
     voices = {sid: voice_for(services, spk) for sid, spk in speakers.items()}
-    return JobPlan(job_id, job.tenant_id, request, speakers, voices)
+    return JobPlan(job_id, job.tenant_id, request, speakers, voices, job.created_at)
 
 
 def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
     """Render script line `index` at the output rate, with one timed word per caption word."""
+    started = time.perf_counter()
     line = plan.request.script[index]
     voice = plan.voices[line.speaker_id]
     rate = plan.request.output.sample_rate
@@ -157,7 +163,7 @@ def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
         pauses.append(pause)
         offset += len(clip) + pause
     audio, _ = concat_with_pauses(clips, pauses)
-    return RenderedLine(audio, words)
+    return RenderedLine(audio, words, time.perf_counter() - started)
 
 
 def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
@@ -212,6 +218,9 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
         # Canceled while the files were written: nothing of this job may remain.
         services.storage.delete_prefix(plan.prefix)
         raise JobLost(plan.job_id)
+    observe_job_finished(seconds=(utcnow() - plan.created_at).total_seconds(),
+                         audio_seconds=timeline.seconds(len(master)),
+                         render_seconds=sum(r.render_seconds for r in rendered))
 
 
 def speaker_stems(request: SynthesisRequest, levelled: list[np.ndarray], offsets: list[int],

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from voicereel.db import repo
 from voicereel.jobs.pipeline import run_job
 from voicereel.jobs.services import Services
+from voicereel.observability import job_context
+from voicereel.webhooks import deliver_job_webhook
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ class InlineRunner:
 
     def _run(self, job_id: str) -> None:
         try:
-            run_job(self.services, job_id, self.owner)
+            with job_context(self.services, job_id):
+                run_job(self.services, job_id, self.owner)
+                deliver_job_webhook(self.services, job_id)
         except Exception:
             log.exception("job %s: runner caught an error", job_id)
         finally:
