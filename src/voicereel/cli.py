@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import shutil
 import sys
+import tempfile
 
 import click
 
@@ -79,9 +83,30 @@ def serve(host: str, port: int) -> None:
               help="Processes rendering at once.")
 def worker(concurrency: int) -> None:
     """Run a Celery worker that renders jobs (VOICEREEL_RUNNER=celery; migrate first)."""
-    from voicereel.jobs.celery_app import run_worker
+    settings = get_settings()
+    metrics_dir = _multiprocess_metrics_dir() if settings.worker_metrics_port else None
 
-    run_worker(get_settings(), concurrency)
+    from voicereel.jobs.celery_app import run_worker
+    from voicereel.observability import configure_logging, serve_worker_metrics
+
+    configure_logging(settings)
+    if metrics_dir:
+        serve_worker_metrics(settings.worker_metrics_port, metrics_dir)
+    run_worker(settings, concurrency)
+
+
+def _multiprocess_metrics_dir() -> str:
+    """A fresh directory where every process of this worker records its metrics.
+
+    prometheus_client picks its multiprocess mode when it is first imported, so this runs
+    before anything imports it.
+    """
+    if "prometheus_client" in sys.modules:
+        raise click.ClickException("metrics were set up before the worker could share them")
+    directory = tempfile.mkdtemp(prefix="voicereel-metrics-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
 
 
 @main.group()

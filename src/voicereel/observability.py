@@ -27,8 +27,15 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,7 +48,6 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # length matches the jobs.request_id column.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "canceled")
-BROKER_TIMEOUT_SECONDS = 1.0
 # Probes and scrapes arrive every few seconds; their access lines would drown the rest.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -151,15 +157,24 @@ def observe_job_finished(seconds: float, audio_seconds: float, render_seconds: f
         ENGINE_REAL_TIME_FACTOR.observe(max(0.0, render_seconds) / audio_seconds)
 
 
-def broker_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=BROKER_TIMEOUT_SECONDS,
-                                socket_connect_timeout=BROKER_TIMEOUT_SECONDS)
+def serve_worker_metrics(port: int, multiprocess_dir: str, host: str = "0.0.0.0") -> None:
+    """Serve on `port` the job histograms that a worker's pool processes record.
+
+    The processes share their observations through files in `multiprocess_dir`
+    (prometheus_client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR must have named that
+    directory before prometheus_client was first imported).
+    """
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiprocess_dir)
+    start_http_server(port, addr=host, registry=registry)
 
 
-def broker_ready(url: str) -> bool:
-    """True if the Redis broker answers a ping within a second."""
+def broker_ready(settings: Settings) -> bool:
+    """True if the Redis broker answers a ping within the broker timeout."""
+    from voicereel.jobs.celery_app import broker_client  # imports Celery: only when it runs
+
     try:
-        with broker_client(url) as client:
+        with broker_client(settings) as client:
             return bool(client.ping())
     except redis.RedisError:
         return False
@@ -196,10 +211,10 @@ class StateCollector(Collector):
         depth.add_metric(["database"], counts.get("queued", 0))
         settings = self.services.settings
         if settings.runner == "celery":
-            from voicereel.jobs.celery_app import QUEUE  # imports Celery: only when it runs
+            from voicereel.jobs.celery_app import QUEUE, broker_client
 
             try:
-                with broker_client(settings.broker_url) as client:
+                with broker_client(settings) as client:
                     # Messages waiting in the queue's Redis list (not those being worked on).
                     depth.add_metric(["broker"], int(client.llen(QUEUE)))
             except redis.RedisError:

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     # Observability
     log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # `voicereel worker` serves its job histograms here (0: not at all); see deploy/README.md.
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:

@@ -103,14 +103,21 @@ def test_queued_jobs_show_in_the_state_gauge_and_queue_depth(
                                           "", "en")
     idle = InlineRunner(services)  # never started: submit() dispatches nothing
     scraper = TestClient(create_app(services.settings, services))
-    for _ in range(5):
-        job = operations.submit_job(services, idle, tenant, SynthesisRequest.model_validate(
-            {"script": [{"speaker_id": speaker.id, "text": "Waiting in line."}]}))
-        samples = _samples(scraper)
-        with services.db.session() as session:
-            still_queued = repo.load_job(session, job.id).status == "queued"  # type: ignore[union-attr]
-        if still_queued:
-            break
+    submitted = []
+    try:
+        for _ in range(5):
+            job = operations.submit_job(services, idle, tenant, SynthesisRequest.model_validate(
+                {"script": [{"speaker_id": speaker.id, "text": "Waiting in line."}]}))
+            submitted.append(job.id)
+            samples = _samples(scraper)
+            with services.db.session() as session:
+                row = repo.load_job(session, job.id)
+                still_queued = row is not None and row.status == "queued"
+            if still_queued:
+                break
+    finally:  # leave no queued job for the runners of later tests on this database
+        for job_id in submitted:
+            operations.delete_job(services, tenant, job_id)
     assert still_queued, "other runners took every job before the scrape"
     queued = _value(samples, "voicereel_jobs", state="queued")
     assert queued >= 1
@@ -119,12 +126,19 @@ def test_queued_jobs_show_in_the_state_gauge_and_queue_depth(
         assert ("voicereel_jobs", frozenset({("state", state)})) in samples
 
 
-def test_succeeded_jobs_are_counted(client: TestClient, reference_wavs: dict[str, bytes]) -> None:
+def test_a_finished_job_is_counted_and_timed(client: TestClient,
+                                             reference_wavs: dict[str, bytes]) -> None:
     speaker_id = _speaker(client, reference_wavs["Alice"])
+    before = _samples(client)
     r = client.post("/v1/synthesize", json={
         "script": [{"speaker_id": speaker_id, "text": "Counted once."}]})
     assert _wait(client, r.json()["job_id"])["status"] == "succeeded"
-    assert _value(_samples(client), "voicereel_jobs", state="succeeded") >= 1
+    after = _samples(client)
+    assert _value(after, "voicereel_jobs", state="succeeded") >= 1
+    for histogram in ("voicereel_job_duration_seconds", "voicereel_engine_real_time_factor"):
+        count = f"{histogram}_count"
+        assert _value(after, count) == _value(before, count) + 1
+        assert _value(after, f"{histogram}_sum") > _value(before, f"{histogram}_sum")
 
 
 def test_job_histograms(client: TestClient) -> None:
@@ -185,9 +199,8 @@ def test_logs_are_json_lines_with_the_request_id(client: TestClient,
     assert "job_id" not in line
 
 
-def test_a_job_remembers_its_request_id_for_the_worker(client: TestClient, services: Services,
-                                                       json_log: io.StringIO,
-                                                       reference_wavs: dict[str, bytes]) -> None:
+def test_the_log_context_helpers(client: TestClient, services: Services, json_log: io.StringIO,
+                                 reference_wavs: dict[str, bytes]) -> None:
     speaker_id = _speaker(client, reference_wavs["Alice"])
     r = client.post("/v1/synthesize", headers={"X-Request-ID": "submit-7"},
                     json={"script": [{"speaker_id": speaker_id, "text": "Traced."}]})
@@ -196,7 +209,7 @@ def test_a_job_remembers_its_request_id_for_the_worker(client: TestClient, servi
         job = repo.load_job(session, job_id)
         assert job is not None and job.request_id == "submit-7"
 
-    # What a runner does with it: every line inside carries both ids, none outside.
+    # Every line inside carries both ids, none outside.
     worker_log = logging.getLogger("voicereel.jobs.test")
     with job_log_context(job_id, job.request_id):
         worker_log.warning("rendering")
@@ -208,6 +221,32 @@ def test_a_job_remembers_its_request_id_for_the_worker(client: TestClient, servi
         assert lines[message]["job_id"] == job_id
         assert lines[message]["request_id"] == "submit-7"
     assert "job_id" not in lines["idle"] and "request_id" not in lines["idle"]
+
+
+def test_the_worker_logs_a_job_with_the_id_of_the_request_that_made_it(
+        services: Services, tenant_name: str, json_log: io.StringIO,
+        reference_wavs: dict[str, bytes]) -> None:
+    # Accept the job with a runner that runs nothing, so it waits; take its speaker away, so it
+    # fails (a line the worker logs); then let a real inline runner take it, as after a restart.
+    app = create_app(services.settings, services)
+    app.state.runner = InlineRunner(services)  # never started; the lifespan does not run
+    api = TestClient(app)
+    api.headers["Authorization"] = f"Bearer {operations.create_key(services, tenant_name)}"
+    speaker_id = _speaker(api, reference_wavs["Alice"])
+    job_id = api.post("/v1/synthesize", headers={"X-Request-ID": "submit-8"}, json={
+        "script": [{"speaker_id": speaker_id, "text": "Never rendered."}]}).json()["job_id"]
+    assert api.delete(f"/v1/speakers/{speaker_id}").status_code == 204
+
+    runner = InlineRunner(services)
+    runner.start()
+    try:
+        runner.submit(job_id)
+        assert _wait(api, job_id)["status"] == "failed"
+    finally:
+        runner.stop()
+    worker_lines = [line for line in _lines(json_log) if line.get("job_id") == job_id]
+    assert any("failed" in line["message"] for line in worker_lines), worker_lines
+    assert {line["request_id"] for line in worker_lines} == {"submit-8"}
 
 
 def test_exceptions_are_logged_in_one_json_line(json_log: io.StringIO) -> None:
@@ -226,13 +265,14 @@ def _closed_port() -> int:
 
 
 def test_broker_probe_and_queue_depth(services: Services) -> None:
-    assert broker_ready(REDIS_URL)  # the test Redis must be running
-    assert not broker_ready(f"redis://127.0.0.1:{_closed_port()}/0")
+    celery_settings = services.settings.model_copy(update={"runner": "celery",
+                                                            "broker_url": REDIS_URL})
+    assert broker_ready(celery_settings)  # the test Redis must be running
+    assert not broker_ready(celery_settings.model_copy(
+        update={"broker_url": f"redis://127.0.0.1:{_closed_port()}/0"}))
 
     from voicereel.jobs.celery_app import QUEUE
 
-    celery_settings = services.settings.model_copy(update={"runner": "celery",
-                                                            "broker_url": REDIS_URL})
     collector = StateCollector(Services(celery_settings, services.db, services.storage,
                                         services.engine))
     queue = redis.Redis.from_url(REDIS_URL)
@@ -283,3 +323,16 @@ def test_a_crash_is_logged_and_answered_with_the_request_id(services: Services,
     assert access["status"] == 500 and access["request_id"] == "oops-1"
     assert _value(samples, "voicereel_http_requests_total", method="GET",
                   route="/crash-for-test", status="500") == 1
+
+
+def test_readyz_checks_the_broker_under_celery(services: Services) -> None:
+    for broker_url, reachable in ((REDIS_URL, True),
+                                  (f"redis://127.0.0.1:{_closed_port()}/0", False)):
+        settings = services.settings.model_copy(update={"runner": "celery",
+                                                        "broker_url": broker_url})
+        celery_services = Services(settings, services.db, services.storage, services.engine)
+        with TestClient(create_app(settings, celery_services)) as api:
+            response = api.get("/readyz")
+        assert response.json()["checks"]["broker"] is reachable
+        if not reachable:
+            assert response.status_code == 503

@@ -21,7 +21,7 @@ def readyz(services: ServicesDep, runner: RunnerDep) -> JSONResponse:
     checks = {"database": services.db.ping(), "engine": services.engine.ready(),
               "storage": services.storage.ready(), "runner": runner.ready()}
     if services.settings.runner == "celery":
-        checks["broker"] = broker_ready(services.settings.broker_url)
+        checks["broker"] = broker_ready(services.settings)
     ready = all(checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status_code=200 if ready else 503)
