@@ -11,6 +11,7 @@ may change), unless `webhook_allow_private` is set. Redirects are not followed.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -105,7 +106,9 @@ def deliver_job_webhook(services: Services, job_id: str) -> threading.Thread | N
         if job_id in _delivering:
             return None
         _delivering.add(job_id)
-    thread = threading.Thread(target=_deliver_and_release, args=(services, job_id),
+    # The caller's context carries the job's log ids into the delivery's log lines.
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(_deliver_and_release, services, job_id),
                               name=f"webhook-{job_id}", daemon=True)
     thread.start()
     return thread
