@@ -66,9 +66,11 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 90) -> None:
+        """Wait until the worker listens and its rendering process has loaded the model."""
         def ready() -> bool:
             assert self.proc.poll() is None, self.log()
-            return " ready." in self.log()
+            log = self.log()
+            return " ready." in log and "rendering process" in log
         wait_for(ready, timeout, "a worker to start", interval=0.2)
 
     def kill(self) -> None:

@@ -54,6 +54,7 @@ def test_jobs_survive_a_redis_restart(chaos_database_url: str, tmp_path: Path,
 
         redis_server.stop()
         assert not runner.ready()
+        assert client.get("/readyz").status_code == 503  # steer new clients elsewhere
         during = []
         for n in range(3):
             r = client.post("/v1/synthesize", json={"script": dialogue(ids, 2, f"Job {n}. ")})
@@ -65,7 +66,7 @@ def test_jobs_survive_a_redis_restart(chaos_database_url: str, tmp_path: Path,
         assert [job_row(services, job_id).status for job_id in during] == ["queued"] * 3
 
         redis_server.start()  # empty: every message and marker is gone
-        wait_for(runner.ready, 30, "the runner to see Redis again")
+        wait_for(lambda: client.get("/readyz").status_code == 200, 30, "ready again")
         jobs = [wait_finished(services, job_id, 150) for job_id in [running, *during]]
         lost = [job.id for job in jobs if job.status != "succeeded"]
         duplicated = [job.id for job in jobs if job_files(group.root, job.id) != expected_files()]

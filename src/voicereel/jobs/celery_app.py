@@ -30,6 +30,9 @@ lines with `pipeline.assemble` (which marks the job succeeded only if this attem
 then removes the unit files and rows. The sweep removes units left behind by a process that
 died in between, and those of failed or canceled jobs: a finished job keeps one set of files.
 
+Callbacks. After an attempt ends the job, its process delivers the job's webhook, as the
+inline runner does.
+
 Broker trouble. Late acks, reject-on-worker-lost, prefetch 1 and a visibility timeout longer
 than `max_job_seconds` make Redis hand a dead worker's message to another, as a backstop to the
 sweep. While Redis is down `submit` accepts the job anyway (the row is committed, the sweep
@@ -57,8 +60,10 @@ from voicereel.db import repo
 from voicereel.errors import SynthesisFailed
 from voicereel.jobs import pipeline
 from voicereel.jobs.services import Services, build_services
+from voicereel.observability import job_context
 from voicereel.settings import Settings
 from voicereel.storage import job_prefix
+from voicereel.webhooks import deliver_job_webhook
 
 log = logging.getLogger(__name__)
 
@@ -327,41 +332,48 @@ def worker_context(settings: Settings, app: Celery) -> WorkerContext:
 
 
 def coordinate(ctx: WorkerContext, job_id: str) -> None:
-    """The `run_job` task: claim the job, see every line rendered, assemble."""
+    """The `run_job` task: claim the job, see every line rendered, assemble, call back."""
     services = ctx.services
     owner = ctx.new_owner()
     if not pipeline.claim(services, job_id, owner):
         return  # finished, deleted, or running under a live attempt: a duplicate message
-    log.info("job %s: attempt %s started", job_id, owner)
-    ctx.heartbeat.hold(owner)
-    try:
-        with pipeline.job_outcome(services, job_id, owner):
-            plan = pipeline.load_plan(services, job_id)
+    with job_context(services, job_id):
+        log.info("job %s: attempt %s started", job_id, owner)
+        ctx.heartbeat.hold(owner)
+        try:
+            _render_and_assemble(ctx, job_id, owner)
+        finally:
+            ctx.heartbeat.drop(owner)
+        deliver_job_webhook(services, job_id)
+
+
+def _render_and_assemble(ctx: WorkerContext, job_id: str, owner: str) -> None:
+    services = ctx.services
+    with pipeline.job_outcome(services, job_id, owner):
+        plan = pipeline.load_plan(services, job_id)
+        missing = pipeline.missing_units(services, plan)
+        _publish_units(ctx, job_id, missing)
+        deadline = time.monotonic() + services.settings.max_job_seconds
+        while missing:
+            if time.monotonic() > deadline:
+                raise SynthesisFailed(f"the job took longer than the allowed "
+                                      f"{services.settings.max_job_seconds} s")
+            index = next((i for i in reversed(missing)
+                          if ctx.claims.take(job_id, i, if_broker_down=True)), None)
+            if index is None:
+                _check_ownership(services, job_id, owner)
+                time.sleep(WAIT_POLL_SECONDS)
+            else:
+                try:
+                    if not pipeline.render_unit(services, plan, index):
+                        raise pipeline.JobLost(job_id)
+                    log.info("job %s: line %d rendered by %s", job_id, index, ctx.token)
+                finally:
+                    ctx.claims.release(job_id, index)
             missing = pipeline.missing_units(services, plan)
-            _publish_units(ctx, job_id, missing)
-            deadline = time.monotonic() + services.settings.max_job_seconds
-            while missing:
-                if time.monotonic() > deadline:
-                    raise SynthesisFailed(f"the job took longer than the allowed "
-                                          f"{services.settings.max_job_seconds} s")
-                index = next((i for i in reversed(missing)
-                              if ctx.claims.take(job_id, i, if_broker_down=True)), None)
-                if index is None:
-                    _check_ownership(services, job_id, owner)
-                    time.sleep(WAIT_POLL_SECONDS)
-                else:
-                    try:
-                        if not pipeline.render_unit(services, plan, index):
-                            raise pipeline.JobLost(job_id)
-                        log.info("job %s: line %d rendered by %s", job_id, index, ctx.token)
-                    finally:
-                        ctx.claims.release(job_id, index)
-                missing = pipeline.missing_units(services, plan)
-            _check_ownership(services, job_id, owner)
-            pipeline.assemble_units(services, plan, owner)
-            log.info("job %s: assembled by %s", job_id, owner)
-    finally:
-        ctx.heartbeat.drop(owner)
+        _check_ownership(services, job_id, owner)
+        pipeline.assemble_units(services, plan, owner)
+        log.info("job %s: assembled by %s", job_id, owner)
 
 
 def _publish_units(ctx: WorkerContext, job_id: str, indexes: list[int]) -> None:
@@ -390,9 +402,10 @@ def work_unit(ctx: WorkerContext, job_id: str, index: int) -> None:
     if not ctx.claims.take(job_id, index, if_broker_down=False):
         return
     try:
-        plan = pipeline.load_plan(services, job_id)
-        if pipeline.render_unit(services, plan, index):
-            log.info("job %s: line %d rendered by %s", job_id, index, ctx.token)
+        with job_context(services, job_id):
+            plan = pipeline.load_plan(services, job_id)
+            if pipeline.render_unit(services, plan, index):
+                log.info("job %s: line %d rendered by %s", job_id, index, ctx.token)
     except pipeline.JobLost:
         pass
     except Exception:

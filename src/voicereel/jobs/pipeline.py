@@ -253,12 +253,13 @@ def unit_folder(prefix: str, index: int) -> str:
 
 
 def pack_unit(rendered: RenderedLine) -> bytes:
-    """A rendered line as .npz: float32 audio plus its words (no pickles)."""
+    """A rendered line as .npz: float32 audio, its words and render time (no pickles)."""
     buffer = io.BytesIO()
     np.savez(buffer, audio=rendered.audio.astype(np.float32),
              words=np.array([w.text for w in rendered.words], dtype=str),
              starts=np.array([w.start for w in rendered.words], dtype=np.int64),
-             ends=np.array([w.end for w in rendered.words], dtype=np.int64))
+             ends=np.array([w.end for w in rendered.words], dtype=np.int64),
+             render_seconds=np.float64(rendered.render_seconds))
     return buffer.getvalue()
 
 
@@ -267,7 +268,8 @@ def unpack_unit(data: bytes) -> RenderedLine:
         words = [TimedWord(str(text), int(start), int(end))
                  for text, start, end in zip(unit["words"], unit["starts"], unit["ends"],
                                              strict=True)]
-        return RenderedLine(unit["audio"].astype(np.float32), words)
+        return RenderedLine(unit["audio"].astype(np.float32), words,
+                            float(unit["render_seconds"]))
 
 
 def missing_units(services: Services, plan: JobPlan) -> list[int]:

@@ -1,0 +1,135 @@
+"""Fan-out: wall time of a five-minute script on one Celery worker and on two.
+
+Starts real `voicereel worker --concurrency 1` processes on Redis (a database of its own,
+emptied first) and SQLite in a temporary folder, submits one ~50-line two-speaker dialogue
+per run, and prints the audio length, each wall time (submit to succeeded) and their ratio,
+plus the two phases: rendering the lines (fanned out) and assembling them (one process).
+
+    .venv/bin/python benchmarks/fanout.py [--lines 38] [--broker redis://127.0.0.1:6379/10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from voicereel import operations
+from voicereel.db import repo
+from voicereel.db.tables import Job
+from voicereel.demo import VOICES, make_reference
+from voicereel.domain.script import SynthesisRequest
+from voicereel.jobs.runners.celery import CeleryRunner
+from voicereel.jobs.services import Services, build_services
+from voicereel.settings import Settings
+
+SENTENCES = [
+    "The old lighthouse stood at the edge of the cliff for more than a century.",
+    "Every night its keeper climbed the narrow stairs and lit the great lamp.",
+    "Ships far out at sea looked for its steady beam and turned away from the rocks.",
+    "In winter the wind howled around the tower and the waves struck the stones below.",
+    "In summer the keeper painted the rails and watched the gulls above the water.",
+    "Nobody remembers his name, but the sailors who came home never forgot the light.",
+    "Today the lamp is automatic, and visitors walk up the stairs to look at the view.",
+    "They read the old logbooks and wonder what those long nights were like.",
+]
+
+
+def start_workers(count: int, env: dict[str, str], root: Path) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for n in range(count):
+        log = open(root / f"worker-{count}-{n}.log", "wb")  # noqa: SIM115 - the process owns it
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "voicereel", "worker", "--concurrency", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    deadline = time.monotonic() + 180
+    while sum((root / f"worker-{count}-{n}.log").read_text(errors="replace")
+              .count("rendering process") for n in range(count)) < count:
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            raise SystemExit(f"workers did not start; see {root}")
+        time.sleep(0.2)
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_once(services: Services, runner: CeleryRunner, tenant_name: str,
+             request: SynthesisRequest) -> tuple[float, float, float]:
+    """Submit the script: seconds until every line was rendered, until it succeeded, and the
+    seconds of audio made."""
+    with services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, tenant_name)
+    start = time.perf_counter()
+    lines_done = 0.0
+    job_id = operations.submit_job(services, runner, tenant, request).id
+    while True:
+        with services.db.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+        if not lines_done and job.units_done >= len(request.script):
+            lines_done = time.perf_counter() - start
+        if job.status in ("succeeded", "failed", "canceled"):
+            break
+        time.sleep(0.05)
+    if job.status != "succeeded":
+        raise SystemExit(f"job {job_id} {job.status}: {job.error}")
+    return lines_done, time.perf_counter() - start, job.audio_seconds or 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=38)  # about five minutes of audio
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/10")
+    args = parser.parse_args()
+
+    redis.Redis.from_url(args.broker).flushdb()
+    root = Path(tempfile.mkdtemp(prefix="voicereel-fanout-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEREEL_")}
+    env.update({"VOICEREEL_RUNNER": "celery", "VOICEREEL_BROKER_URL": args.broker,
+                "VOICEREEL_DATA_DIR": str(root / "data")})
+    settings = Settings(runner="celery", broker_url=args.broker, data_dir=root / "data")
+    services = build_services(settings)
+    services.db.migrate()
+    with services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, "bench")
+    speakers = [operations.register_speaker(services, tenant, name, make_reference(*voice),
+                                            "", "en")
+                for name, voice in VOICES.items()]
+    script = [{"speaker_id": speakers[i % 2].id,
+               "text": f"{SENTENCES[i % len(SENTENCES)]} {SENTENCES[(i + 3) % len(SENTENCES)]}"}
+              for i in range(args.lines)]
+    request = SynthesisRequest.model_validate({"script": script, "captions": ["json"]})
+
+    runner = CeleryRunner(services)
+    walls, renders = {}, {}
+    for workers in (1, 2):
+        procs = start_workers(workers, env, root)
+        try:
+            renders[workers], walls[workers], audio = run_once(services, runner, "bench",
+                                                               request)
+        finally:
+            stop_workers(procs)
+        print(f"{workers} worker(s): {walls[workers]:6.1f} s wall for {audio:.0f} s of audio "
+              f"({args.lines} lines): lines rendered after {renders[workers]:.1f} s, "
+              f"assembly {walls[workers] - renders[workers]:.1f} s", flush=True)
+    print(f"speed-up with two workers: {walls[1] / walls[2]:.2f}x "
+          f"(rendering the lines: {renders[1] / renders[2]:.2f}x)")
+    services.db.dispose()
+
+
+if __name__ == "__main__":
+    main()
