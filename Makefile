@@ -4,14 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lint serve bench clean
+.PHONY: install system-deps demo test lint serve bench bench-quality clean
 
-# ffmpeg reads our captions in the tests (and decodes MP3 where libsndfile cannot); on a Debian
-# machine where we are root it is installed here, elsewhere install it with your package manager.
+# ffmpeg reads our captions in the tests (and decodes MP3 where libsndfile cannot); espeak-ng
+# speaks a reference voice of the quality benchmark. On a Debian machine where we are root they
+# are installed here, elsewhere install them with your package manager.
 system-deps:
-	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; } || \
-	  echo "ffmpeg not found: install it to run the caption conversion tests"
+	@{ command -v ffmpeg && command -v espeak-ng; } >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng; } || \
+	  echo "ffmpeg or espeak-ng not found: install them for the caption tests and benchmarks"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +45,11 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/job_latency.py
+
+# Voice and caption quality (issue 3); needs the eval extra (torch, resemblyzer, pocketsphinx)
+bench-quality: $(STAMP) system-deps
+	$(BIN)/python -m pip install -q -e '.[dev,eval]'
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) data demo-output
