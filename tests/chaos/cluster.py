@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, make_url, text
 
 from voicereel import operations
 from voicereel.api.app import create_app
@@ -164,18 +166,40 @@ def flush_broker(broker_url: str) -> None:
 
 
 @contextmanager
+def own_database(url: str) -> Iterator[str]:
+    """A PostgreSQL database of this cluster alone, on the server of `url`.
+
+    The workers' sweep takes every job it finds, so jobs other tests leave in the shared test
+    database must not be there. SQLite URLs are already one file per test.
+    """
+    if not url.startswith("postgresql"):
+        yield url
+        return
+    name = f"voicereel_cluster_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
 def cluster(database_url: str, root: Path, broker_url: str = BROKER_URL,
             **extra: str) -> Iterator[Cluster]:
     flush_broker(broker_url)
-    env = cluster_env(database_url, root, broker_url, **extra)
-    group = Cluster(env, root)
-    services = build_services(group.settings)
-    services.db.migrate()  # workers never migrate; `serve` or `migrate` does
-    services.db.dispose()
-    try:
-        yield group
-    finally:
-        group.stop()
+    with own_database(database_url) as url:
+        group = Cluster(cluster_env(url, root, broker_url, **extra), root)
+        services = build_services(group.settings)
+        services.db.migrate()  # workers never migrate; `serve` or `migrate` does
+        services.db.dispose()
+        try:
+            yield group
+        finally:
+            group.stop()
 
 
 @contextmanager
