@@ -431,7 +431,10 @@ def run_worker(settings: Settings, concurrency: int) -> None:
     @worker_ready.connect(weak=False)
     def _start_sweeper(**_: Any) -> None:
         services = build_services(settings)
-        sweeper.append(Sweeper(services, Dispatcher(app, broker_client(settings), settings)))
+        # An app of its own: this thread publishes beside the consumer's event loop.
+        publisher = make_celery_app(settings)
+        sweeper.append(Sweeper(services, Dispatcher(publisher, broker_client(settings),
+                                                    settings)))
         sweeper[0].start()
 
     @worker_shutdown.connect(weak=False)
