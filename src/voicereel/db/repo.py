@@ -295,6 +295,12 @@ def finish_job(session: Session, job_id: str, owner: str, files: list[JobFile],
     return True
 
 
+def job_is_gone(session: Session, job_id: str) -> bool:
+    """True once the customer canceled or deleted the job (its files must not remain)."""
+    job = session.get(Job, job_id)
+    return job is None or job.deleted_at is not None or job.status == "canceled"
+
+
 def fail_job(session: Session, job_id: str, owner: str, error: str) -> bool:
     result = session.execute(
         update(Job)

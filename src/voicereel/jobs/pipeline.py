@@ -215,8 +215,11 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
                                    characters=script_characters(request),
                                    engine=services.engine.name)
     if not finished:
-        # Canceled while the files were written: nothing of this job may remain.
-        services.storage.delete_prefix(plan.prefix)
+        with services.db.session() as session:
+            gone = repo.job_is_gone(session, plan.job_id)
+        if gone:  # canceled while the files were written: nothing of this job may remain
+            services.storage.delete_prefix(plan.prefix)
+        # Otherwise a newer attempt owns the job; its files have these same keys.
         raise JobLost(plan.job_id)
     observe_job_finished(seconds=(utcnow() - plan.created_at).total_seconds(),
                          audio_seconds=timeline.seconds(len(master)),
