@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,33 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
+@contextmanager
+def postgres_schema(base_url: str) -> Iterator[str]:
+    """A URL whose connections live in a new schema of their own, dropped afterwards.
+
+    Every app or server a test starts runs a job sweeper; in a shared schema one would pick up
+    the jobs of another, whose files it cannot see.
+    """
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(base_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        engine.dispose()
+
+
 @pytest.fixture(params=database_backends())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path / 'voicereel.db'}"
+        with postgres_schema(str(request.getfixturevalue("postgres_url"))) as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'voicereel.db'}"
 
 
 @pytest.fixture

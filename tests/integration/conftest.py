@@ -13,13 +13,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import database_backends
+from tests.conftest import database_backends, postgres_schema
 from voicereel import operations
 from voicereel.jobs.services import Services, build_services
 from voicereel.settings import Settings
@@ -49,10 +50,16 @@ class LiveServer:
 def live_server(request: pytest.FixtureRequest,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp(f"live-{request.param}")
-    if request.param == "postgres":
-        database_url = str(request.getfixturevalue("postgres_url"))
-    else:
-        database_url = f"sqlite:///{root / 'voicereel.db'}"
+    with ExitStack() as stack:
+        if request.param == "postgres":
+            database_url = stack.enter_context(
+                postgres_schema(str(request.getfixturevalue("postgres_url"))))
+        else:
+            database_url = f"sqlite:///{root / 'voicereel.db'}"
+        yield from _serve(root, database_url)
+
+
+def _serve(root: Path, database_url: str) -> Iterator[LiveServer]:
     data_dir = root / "data"
     env = {**os.environ, "VOICEREEL_DATA_DIR": str(data_dir),
            "VOICEREEL_DATABASE_URL": database_url}
