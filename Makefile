@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	$(BIN)/voicereel demo
 
 # PostgreSQL and Redis are started if installed and down; with PostgreSQL reachable the database
