@@ -19,12 +19,10 @@ from voicereel.settings import Settings, get_settings
 def main() -> None:
     """VoiceReel Studio: multi-speaker text-to-speech with captions."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # One line per HTTP call drowns the demo's progress bar.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _services(settings: Settings | None = None) -> Services:
-
     return build_services(settings or get_settings())
 
 
@@ -147,6 +145,8 @@ def demo(out_dir: str) -> None:
     """Register two voices, render a dialogue and write audio and captions, all offline."""
     from voicereel.demo import run_demo
 
+    # The demo speaks for itself: service logs (migrations, access lines) would drown it.
+    logging.getLogger().setLevel(logging.WARNING)
     for path in run_demo(out_dir, echo=click.echo):
         click.echo(path)
 
