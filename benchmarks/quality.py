@@ -7,15 +7,19 @@ three-speaker dialogue, downloads the master and its JSON captions, and measures
 - attribution: share of lines whose speaker embedding (resemblyzer) is closer to their own
   speaker's reference than to every other reference;
 - similarity gain: mean cosine to the own reference, adapted minus unadapted (the same lines
-  from the base voice, `PiperEngine.render_base`);
-- WER (pocketsphinx + jiwer against the normalised text), adapted and unadapted;
+  from the base voice, `PiperEngine.render_base`, rendered UNADAPTED_RENDERS times and averaged);
+- WER (pocketsphinx + jiwer against the normalised text), adapted and unadapted (over all the
+  unadapted renders);
 - word start error: |caption word start - pocketsphinx forced-alignment word start|;
 - integrated loudness (pyloudnorm) and true peak (4x oversampling) of the master;
 - real-time factor: submit-to-succeeded seconds over the master's seconds.
 
+piper draws its noise inside the ONNX graph; onnxruntime's global seed (--seed) makes a run
+repeatable, a new seed shows the spread (WER moves by several points from seed to seed).
+
 Needs the `eval` extra and espeak-ng:  pip install -e '.[eval]'; apt-get install espeak-ng
 
-    .venv/bin/python benchmarks/quality.py [--cache DIR]
+    .venv/bin/python benchmarks/quality.py [--cache DIR] [--seed N]
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ DIALOGUE = [
 ]
 
 OUTPUT_RATE = 24_000
+UNADAPTED_RENDERS = 2  # the baseline is cheap: average it to halve its share of the noise
 EMBED_RATE = 16_000
 THRESHOLDS = {
     "attribution": 0.95,
@@ -87,7 +92,7 @@ class LineResult:
     cosines: dict[str, float]
     unadapted_cosine: float
     hypothesis: str
-    unadapted_hypothesis: str
+    unadapted_hypotheses: list[str]
     reference_text: str
     timing_errors: list[float] = field(default_factory=list)
 
@@ -111,7 +116,7 @@ class EngineClock:
             finally:
                 self.seconds += time.perf_counter() - started
 
-        PiperEngine.synthesize = timed  # type: ignore[method-assign]
+        PiperEngine.synthesize = timed  # type: ignore[method-assign,assignment]
 
 
 class Meters:
@@ -179,7 +184,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path,
                         default=Path(tempfile.gettempdir()) / "voicereel-quality-references")
+    parser.add_argument("--seed", type=int, default=1, help="onnxruntime's seed for piper's noise")
     args = parser.parse_args()
+    import onnxruntime
+
+    onnxruntime.set_seed(args.seed)  # before any piper model loads: its noise kernels take it
 
     print(f"Rendering the reference voices (cached in {args.cache})...", flush=True)
     references = {v.name: reference_wav(v, args.cache) for v in VOICES}
@@ -229,14 +238,15 @@ def main() -> None:
         line = master[line_start:round(segment["end"] * rate)]
         emb = meters.embed(line, rate)
         norm = normalize(text, "en")
-        base, _ = engine.render_base(norm.spoken_text)
+        bases = [engine.render_base(norm.spoken_text)[0] for _ in range(UNADAPTED_RENDERS)]
         result = LineResult(
             speaker=speaker,
             cosines={name: float(np.dot(emb, ref)) for name, ref in ref_embeddings.items()},
-            unadapted_cosine=float(np.dot(meters.embed(base, engine.sample_rate),
-                                          ref_embeddings[speaker])),
+            unadapted_cosine=statistics.mean(
+                float(np.dot(meters.embed(base, engine.sample_rate), ref_embeddings[speaker]))
+                for base in bases),
             hypothesis=meters.transcribe(line, rate),
-            unadapted_hypothesis=meters.transcribe(base, engine.sample_rate),
+            unadapted_hypotheses=[meters.transcribe(base, engine.sample_rate) for base in bases],
             reference_text=" ".join(asr_words(norm.spoken_text)))
         spoken = asr_words(norm.spoken_text)
         aligned = meters.align(line, rate, spoken)
@@ -251,6 +261,14 @@ def main() -> None:
            captions["duration"])
 
 
+def unadapted_wer(results: list[LineResult]) -> float:
+    """WER of the unadapted renders, all of them against their line's text."""
+    import jiwer
+
+    pairs = [(r.reference_text, hyp) for r in results for hyp in r.unadapted_hypotheses]
+    return float(jiwer.wer([ref for ref, _ in pairs], [hyp for _, hyp in pairs]))
+
+
 def report(results: list[LineResult], master: np.ndarray, rate: int, target_lufs: float,
            job_time: tuple[float, float, float], duration: float) -> None:
     """Print the per-speaker table and every measure against its threshold."""
@@ -263,8 +281,7 @@ def report(results: list[LineResult], master: np.ndarray, rate: int, target_lufs
     for name in [v.name for v in VOICES]:
         mine = [r for r in results if r.speaker == name]
         wer = jiwer.wer([r.reference_text for r in mine], [r.hypothesis for r in mine])
-        wer_base = jiwer.wer([r.reference_text for r in mine],
-                             [r.unadapted_hypothesis for r in mine])
+        wer_base = unadapted_wer(mine)
         print(f"{name:<8} {len(mine):>5} {sum(r.attributed for r in mine):>10} "
               f"{statistics.mean(r.cosines[name] for r in mine):>8.3f} "
               f"{statistics.mean(r.unadapted_cosine for r in mine):>8.3f} "
@@ -278,8 +295,7 @@ def report(results: list[LineResult], master: np.ndarray, rate: int, target_lufs
     attribution = sum(r.attributed for r in results) / len(results)
     gain = statistics.mean(r.cosines[r.speaker] - r.unadapted_cosine for r in results)
     wer = jiwer.wer([r.reference_text for r in results], [r.hypothesis for r in results])
-    wer_base = jiwer.wer([r.reference_text for r in results],
-                         [r.unadapted_hypothesis for r in results])
+    wer_base = unadapted_wer(results)
     errors = np.array([e for r in results for e in r.timing_errors])
     lines_aligned = sum(bool(r.timing_errors) for r in results)
     loudness = pyloudnorm.Meter(rate).integrated_loudness(master.astype(np.float64))

@@ -6,11 +6,14 @@ Pure numpy/pyworld on float arrays, no I/O. A profile (`analyse_voice`) holds:
   statistics over voiced frames of `track_f0`);
 - `formant_scale`: the frequency warp applied to the base voice's envelope: > 1 moves formants
   up (a shorter vocal tract), < 1 down. The best-fitting warp of the base voice's long-term
-  envelope onto the reference's is applied within FORMANT_SCALE_RANGE, and a downward one at
+  envelope onto the reference's is applied within FORMANT_SCALE_RANGE (up to 1.25: at 1.2 the
+  benchmark's female voice lost a line in five to another speaker), and a downward one at
   half strength (in log): compressing the envelope muffles the voice (measured with
   pocketsphinx, the word error rate doubled for a 0.9 warp) for little speaker similarity;
-- `eq_db`: what is left of the envelope difference after that warp, smoothed into `EQ_BANDS_HZ`
-  bands (voice colour, recording chain), limited to a few dB;
+- `eq_db`: what is left of the long-term envelope difference after that warp, averaged in the
+  sixth-octave `EQ_BANDS_HZ` bands (voice colour, recording chain) and applied in full, within
+  EQ_LIMIT_DB (half-strength third-octave bands left the quality benchmark's high voice nearer
+  a low one than its own reference);
 - `rate`: syllable rate relative to the base voice (> 1 speaks faster): syllables of the
   transcripts per second of active speech when both recordings come with one, else syllable
   nuclei (loudness peaks) per active second.
@@ -33,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: sixth-octave equaliser bands
 FRAME_PERIOD_MS = 5.0
 F0_FLOOR_HZ, F0_CEIL_HZ = 50.0, 600.0
 _CHEAPTRICK_F0_FLOOR_HZ = 71.0
@@ -43,15 +46,15 @@ MAX_ANALYSIS_SECONDS = 90.0  # the statistics settle long before this
 
 # Limits that keep the transformed voice natural and intelligible.
 F0_SPREAD_RANGE = (0.5, 2.0)
-FORMANT_SCALE_RANGE = (0.94, 1.2)
+FORMANT_SCALE_RANGE = (0.94, 1.25)
 _DOWNWARD_WARP_STRENGTH = 0.5
 _WARP_SEARCH_RANGE = (0.8, 1.3)
 RATE_RANGE = (0.8, 1.25)
-EQ_LIMIT_DB = 6.0
-# Third-octave bands from 200 Hz (below it a high voice's envelope is a guess) to 6.4 kHz.
-EQ_BANDS_HZ = tuple(float(round(200 * 2 ** (k / 3))) for k in range(16))
+EQ_LIMIT_DB = 12.0
+# Sixth-octave bands from 200 Hz (below it a high voice's envelope is a guess) to 7.2 kHz.
+_EQ_BANDS_PER_OCTAVE = 6
+EQ_BANDS_HZ = tuple(float(round(200 * 2 ** (k / _EQ_BANDS_PER_OCTAVE))) for k in range(32))
 _WARP_FIT_BAND_HZ = (250.0, 5000.0)
-_EQ_STRENGTH = 0.5  # of the measured residual: the envelope average is only an estimate
 
 # The base voice through `track_f0` (dio + stonemask, octave-corrected): log-Hz mean and spread
 # over a long paragraph. Per-line statistics are shrunk towards these, so a short line keeps its
@@ -149,7 +152,7 @@ def profile_from(reference: VoiceStats, base: VoiceStats) -> Profile:
     warped = np.interp(freqs / scale, freqs, base.envelope_db)
     residual = _band_average(reference.envelope_db - warped, freqs)
     residual -= np.mean(residual)  # overall level is set later, per line
-    eq = np.clip(_EQ_STRENGTH * residual, -EQ_LIMIT_DB, EQ_LIMIT_DB)
+    eq = np.clip(residual, -EQ_LIMIT_DB, EQ_LIMIT_DB)
     rate = float(np.clip(_relative_pace(reference, base), *RATE_RANGE))
     return Profile(f0_log_mean=reference.f0_log_mean, f0_log_std=reference.f0_log_std,
                    formant_scale=scale, rate=rate, eq_db=tuple(float(v) for v in eq))
@@ -193,10 +196,11 @@ def _fit_warp(target_db: np.ndarray, source_db: np.ndarray, freqs: np.ndarray) -
 
 
 def _band_average(curve_db: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-    """Mean of `curve_db` in third-octave bands centred on EQ_BANDS_HZ."""
+    """Mean of `curve_db` in the bands centred on EQ_BANDS_HZ."""
+    half_band = 2 ** (1 / (2 * _EQ_BANDS_PER_OCTAVE))
     out = np.empty(len(EQ_BANDS_HZ))
     for k, centre in enumerate(EQ_BANDS_HZ):
-        inside = (freqs >= centre * 2 ** (-1 / 6)) & (freqs < centre * 2 ** (1 / 6))
+        inside = (freqs >= centre / half_band) & (freqs < centre * half_band)
         out[k] = np.mean(curve_db[inside]) if inside.any() else np.interp(centre, freqs, curve_db)
     return out
 
