@@ -15,6 +15,8 @@ Differences from OpenAI, on purpose:
   little-endian mono, like every format here at 24 kHz. `stream_format` `sse` is refused.
 - `instructions` is accepted and ignored (no engine here takes style prompts).
 - Pause markup (`[pause:1s]`) in `input` works as in scripts.
+
+Each render is metered as a finished (and already deleted) job, so `GET /v1/usage` counts it.
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ def create_speech(services: Services, tenant: Tenant,
         created_at=utcnow())
     audio = render_line(services, plan, 0).audio
     audio = _level(services, audio)
+    with services.db.session() as session:  # billed like a job: usage counts every render
+        repo.record_direct_render(session, tenant.id, plan.request.model_dump(mode="json"),
+                                  characters=len(request.input),
+                                  audio_seconds=len(audio) / SAMPLE_RATE,
+                                  engine=services.engine.name)
     fmt = request.response_format
     return encode(audio, fmt), MEDIA_TYPES[fmt]
 

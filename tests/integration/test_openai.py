@@ -107,3 +107,20 @@ def test_a_wrong_key_is_an_authentication_error(account: Account) -> None:
                              max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         stranger.audio.speech.create(model="tts-1", voice="alice", input=TEXT)
+
+
+def test_speech_renders_are_metered_as_usage(live_server: LiveServer,
+                                             reference_files: dict[str, Path]) -> None:
+    key = live_server.create_key()
+    with VoiceReel(live_server.base_url, key) as voicereel:
+        voicereel.create_speaker("Bob", reference_files["Bob"])
+        client = openai.OpenAI(base_url=f"{live_server.base_url}/v1", api_key=key,
+                               max_retries=0)
+        for _ in range(2):
+            client.audio.speech.create(model="tts-1", voice="bob", input=TEXT,
+                                       response_format="wav")
+        client.close()
+        usage = voicereel.usage()
+    assert usage.totals.jobs == 2
+    assert usage.totals.characters == 2 * len(TEXT)
+    assert usage.totals.audio_seconds > 2.0

@@ -295,6 +295,19 @@ def finish_job(session: Session, job_id: str, owner: str, files: list[JobFile],
     return True
 
 
+def record_direct_render(session: Session, tenant_id: str, request: dict[str, Any],
+                         characters: int, audio_seconds: float, engine: str) -> Job:
+    """Meter a render served outside the job queue as a succeeded, already hidden job."""
+    now = utcnow()
+    job = Job(id=new_id("job"), tenant_id=tenant_id, status="succeeded", request=request,
+              progress=1.0, units_total=1, units_done=1, attempts=1, characters=characters,
+              audio_seconds=audio_seconds, engine=engine, created_at=now, started_at=now,
+              finished_at=now, deleted_at=now)
+    session.add(job)
+    session.flush()
+    return job
+
+
 def job_is_gone(session: Session, job_id: str) -> bool:
     """True once the customer canceled or deleted the job (its files must not remain)."""
     job = session.get(Job, job_id)
