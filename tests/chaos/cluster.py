@@ -180,7 +180,9 @@ def own_database(url: str) -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+        # Without the query: a schema-scoped URL (tests/conftest.py) names no schema there.
+        own = make_url(url).set(database=name, query={})
+        yield own.render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
