@@ -29,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -104,6 +106,15 @@ def fallback_profile(seed: str) -> Profile:
                    formant_scale=scale, rate=0.94 + 0.12 * digest[2] / 255)
 
 
+def _pyworld() -> ModuleType:
+    """pyworld, imported on first use; its import warns that pkg_resources is deprecated."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated",
+                                category=UserWarning)
+        import pyworld
+    return pyworld
+
+
 # --- analysis -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -124,7 +135,7 @@ def analyse_voice(audio: np.ndarray, sample_rate: int, transcript: str = "") -> 
     `transcript` counts only when the whole recording fits in MAX_ANALYSIS_SECONDS (a cut
     recording no longer matches its text).
     """
-    import pyworld as pw
+    pw = _pyworld()
 
     x = _to_analysis_rate(audio, sample_rate)
     if len(x) > MAX_ANALYSIS_SECONDS * ANALYSIS_RATE:
@@ -269,7 +280,7 @@ def track_f0(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     dio often jumps an octave on the base voice's rough phonation; resynthesising those jumps
     would warble, so frames far from the running median are halved or doubled.
     """
-    import pyworld as pw
+    pw = _pyworld()
 
     f0, times = pw.dio(x, sample_rate, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEIL_HZ,
                        frame_period=FRAME_PERIOD_MS)
@@ -286,7 +297,7 @@ def track_f0(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
 
 def transform(audio: np.ndarray, sample_rate: int, profile: Profile) -> np.ndarray:
     """Resynthesise `audio` (the base voice) with the profile's pitch and envelope; same length."""
-    import pyworld as pw
+    pw = _pyworld()
 
     x = np.ascontiguousarray(audio, dtype=np.float64)
     if len(x) < sample_rate * FRAME_PERIOD_MS / 1000 * 4:
