@@ -51,7 +51,8 @@ from voicereel.engines.base import Rendered  # noqa: E402
 from voicereel.engines.piper import PiperEngine  # noqa: E402
 from voicereel.settings import Settings  # noqa: E402
 
-# (speaker, line): three speakers, fourteen lines, words all in pocketsphinx's dictionary.
+# (speaker, line): three speakers, eight lines each (fewer left one recognised word a large
+# share of a speaker's WER), words all in pocketsphinx's dictionary.
 DIALOGUE = [
     ("Aiko", "Good morning, everyone, and thank you for coming in so early today."),
     ("Kenji", "Happy to be here. I brought the numbers from last week."),
@@ -69,6 +70,16 @@ DIALOGUE = [
     ("Fergus", "I can look at it tomorrow morning before we open."),
     ("Aiko", "Thank you both. Let us meet again next Monday at nine."),
     ("Kenji", "See you then, and enjoy the rest of your day."),
+    ("Fergus", "Wait, before you go, who is taking the keys home tonight?"),
+    ("Aiko", "I can take them. I will be the first one here in the morning."),
+    ("Kenji", "Then I will leave the money in the safe and lock the back door."),
+    ("Fergus", "Good. I will turn off the lights and the music on my way out."),
+    ("Aiko", "Do not forget to clean the tables near the front window."),
+    ("Kenji", "They are already clean. I did them an hour ago."),
+    ("Fergus", "You are both very quick. I think this place will do well."),
+    ("Aiko", "I hope so. We worked hard for it, and the team has been great."),
+    ("Kenji", "Let us keep it that way. Good night, everyone."),
+    ("Fergus", "Good night. Drive home safely, the roads are wet after the rain."),
 ]
 
 OUTPUT_RATE = 24_000
