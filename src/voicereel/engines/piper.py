@@ -206,11 +206,12 @@ def word_spans(text: str, phones: list[tuple[str, int, int]],
     """
     words = text.split()
     line = [(p, s, e) for p, s, e in phones if _sounding(p)]
-    owners: list[int] = []
+    owners: list[int] = []  # for each of word_symbols, the index of its word
+    word_symbols: list[str] = []
     for index, word in enumerate(words):
-        owners.extend(index for p in phonemes_of_word(word) if _sounding(p))
-    word_symbols = [p for i, word in enumerate(words)
-                    for p in phonemes_of_word(word) if _sounding(p)]
+        sounds = [p for p in phonemes_of_word(word) if _sounding(p)]
+        word_symbols += sounds
+        owners += [index] * len(sounds)
     assigned: list[int | None] = [None] * len(line)
     matcher = difflib.SequenceMatcher(None, [p for p, _, _ in line], word_symbols,
                                       autojunk=False)
