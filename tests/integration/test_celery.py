@@ -10,6 +10,7 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ from voicereel.domain.script import SynthesisRequest
 from voicereel.jobs import pipeline
 from voicereel.jobs.celery_app import RENDER_UNIT, RUN_JOB, build_worker_context, coordinate
 from voicereel.jobs.runners.inline import InlineRunner
-from voicereel.jobs.services import build_services
+from voicereel.jobs.services import Services, build_services
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -151,22 +152,29 @@ def test_sweep_dispatches_a_job_that_was_never_published(
             services.db.dispose()
 
 
+def _job_held_by(services: Services, tenant_name: str, script: list[dict[str, Any]],
+                 owner: str) -> str:
+    """A committed job, never published, that `owner` holds with a live lease."""
+    with services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, tenant_name)
+    request = SynthesisRequest.model_validate({"script": script})
+    job_id = operations.submit_job(services, InlineRunner(services), tenant, request).id
+    with services.db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.status, job.lease_owner, job.attempts = "running", owner, 1
+        job.lease_expires_at = utcnow() + timedelta(seconds=60)
+    return job_id
+
+
 def test_a_dead_attempts_lines_are_reused(database_url: str, tmp_path: Path,
                                           reference_wavs: dict[str, bytes],
                                           tenant_name: str) -> None:
     with cluster(database_url, tmp_path) as group, \
             api_client(group.settings, tenant_name) as (client, services):
         ids = add_speakers(client, {"Alice": reference_wavs["Alice"]})
-        with services.db.session() as session:
-            tenant = repo.get_or_create_tenant(session, tenant_name)
-        request = SynthesisRequest.model_validate({"script": dialogue(ids, 4)})
-        job_id = operations.submit_job(services, InlineRunner(services), tenant, request).id
         # An attempt that rendered lines 0 and 1, then died with its lease.
-        with services.db.session() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            job.status, job.lease_owner, job.attempts = "running", "dead-host:1:x:y", 1
-            job.lease_expires_at = utcnow() + timedelta(seconds=60)
+        job_id = _job_held_by(services, tenant_name, dialogue(ids, 4), "dead-host:1:x:y")
         plan = pipeline.load_plan(services, job_id)
         assert pipeline.render_unit(services, plan, 0) and pipeline.render_unit(services, plan, 1)
         assert job_row(services, job_id).units_done == 2
@@ -189,15 +197,7 @@ def test_a_line_rendered_after_cancel_leaves_no_file(
     with cluster(database_url, tmp_path) as group, \
             api_client(group.settings, tenant_name) as (client, services):
         ids = add_speakers(client, {"Alice": reference_wavs["Alice"]})
-        with services.db.session() as session:
-            tenant = repo.get_or_create_tenant(session, tenant_name)
-        request = SynthesisRequest.model_validate({"script": dialogue(ids, 3)})
-        job_id = operations.submit_job(services, InlineRunner(services), tenant, request).id
-        with services.db.session() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            job.status, job.lease_owner, job.attempts = "running", "someone", 1
-            job.lease_expires_at = utcnow() + timedelta(seconds=60)
+        job_id = _job_held_by(services, tenant_name, dialogue(ids, 3), "someone")
         plan = pipeline.load_plan(services, job_id)
         assert pipeline.render_unit(services, plan, 0)
         assert job_files(group.root, job_id) == ["units/0/line.npz"]
