@@ -35,6 +35,8 @@ class Settings(BaseSettings):
 
     # Inline runner
     workers: int = Field(1, ge=1, le=32)
+    # Lines of one job rendered at once (piper, WORLD and numpy leave the GIL: a job uses 2 cores)
+    line_threads: int = Field(2, ge=1, le=16)
     job_lease_seconds: int = Field(30, ge=5)
     sweep_interval_seconds: float = Field(5.0, gt=0)
     max_attempts: int = Field(3, ge=1)

@@ -7,10 +7,12 @@ owner, and a job canceled or taken over meanwhile stops without leaving a second
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,9 +93,18 @@ def run_job(services: Services, job_id: str, owner: str) -> None:
     with job_outcome(services, job_id, owner):
         plan = load_plan(services, job_id)
         rendered = []
-        for index in range(len(plan.request.script)):
-            rendered.append(render_line(services, plan, index))
-            record_units(services, job_id, owner, index + 1, plan.units_total)
+        with ThreadPoolExecutor(services.settings.line_threads,
+                                thread_name_prefix="voicereel-line") as pool:
+            # each line in a copy of this context, so its log lines keep the job's request id
+            futures = [pool.submit(contextvars.copy_context().run, render_line, services, plan,
+                                   index) for index in range(len(plan.request.script))]
+            try:
+                for index, future in enumerate(futures):
+                    rendered.append(future.result())
+                    record_units(services, job_id, owner, index + 1, plan.units_total)
+            finally:
+                for future in futures:
+                    future.cancel()  # after a failure or a lost job, lines not begun never start
         assemble(services, plan, rendered, owner)
 
 
