@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import soundfile as sf
 from scipy import signal
@@ -212,7 +213,7 @@ class Take:
         return self.job_seconds / self.captions["duration"]
 
 
-def render_take(client: Any, request: dict[str, Any], clock: EngineClock) -> Take:
+def render_take(client: httpx.Client, request: dict[str, Any], clock: EngineClock) -> Take:
     """Submit the dialogue, wait for it and download the master and its JSON captions."""
     started, cpu_started, engine_started = time.perf_counter(), time.process_time(), clock.seconds
     response = client.post("/v1/synthesize", json=request)
