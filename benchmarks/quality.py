@@ -34,6 +34,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,10 +121,12 @@ class LineResult:
 
 
 class EngineClock:
-    """Seconds the job spends inside `PiperEngine.synthesize` (wraps the class for this run)."""
+    """Seconds the job's lines spend inside `PiperEngine.synthesize`, summed over the line
+    threads (wraps the class for this run)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        lock = threading.Lock()  # lines render on several threads at once
         original = PiperEngine.synthesize
 
         def timed(engine: PiperEngine, *args: Any, **kwargs: Any) -> Rendered:
@@ -131,7 +134,8 @@ class EngineClock:
             try:
                 return original(engine, *args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                with lock:
+                    self.seconds += time.perf_counter() - started
 
         PiperEngine.synthesize = timed  # type: ignore[method-assign,assignment]
 
