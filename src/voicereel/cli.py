@@ -11,7 +11,7 @@ import tempfile
 
 import click
 
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings, get_settings
 
 
@@ -27,12 +27,9 @@ def _services(settings: Settings | None = None) -> Services:
 
 
 def _prepare(services: Services) -> None:
-    """Bring the database schema up to date and create the S3 bucket if it is missing."""
-    from voicereel.storage.s3 import S3Storage
-
+    """Bring the database schema up to date and the storage ready (e.g. its bucket made)."""
     services.db.migrate()
-    if isinstance(services.storage, S3Storage):
-        services.storage.ensure_bucket()
+    services.storage.prepare()
 
 
 @main.command()
@@ -84,7 +81,7 @@ def worker(concurrency: int) -> None:
     settings = get_settings()
     metrics_dir = _multiprocess_metrics_dir() if settings.worker_metrics_port else None
 
-    from voicereel.jobs.celery_app import run_worker
+    from voicereel.jobs.runners import run_worker
     from voicereel.observability import configure_logging, serve_worker_metrics
 
     configure_logging(settings)

@@ -80,7 +80,7 @@ def local_service(tenant: str = "demo", **settings_overrides: Any) -> Iterator[h
 
     from voicereel import operations
     from voicereel.api.app import create_app
-    from voicereel.jobs.services import build_services
+    from voicereel.services import build_services
     from voicereel.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="voicereel-demo-") as data_dir:

@@ -17,7 +17,7 @@ status; `api/problems.py` renders them once as RFC 9457 `application/problem+jso
     │       IdempotencyKeyReused, CallbackUrlRefused,
     │       NotEnoughSpeech ── ReferenceSilent, ReferenceNoise, ReferenceTone, ReferenceTooShort
     ├── RateLimited (429)
-    ├── ServiceUnavailable (503)
+    ├── ServiceUnavailable (503)  ── RetryLater ── StorageUnavailable
     └── SynthesisFailed (job error, never an HTTP answer by itself)
 """
 
@@ -165,6 +165,24 @@ class RateLimited(VoiceReelError):
 
 class ServiceUnavailable(VoiceReelError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class RetryLater(ServiceUnavailable):
+    """A transient failure (a store answering 5xx, every engine server busy): try again later.
+
+    In a job it is control flow, as arq's `Retry(defer=...)`: the job goes back to the queue
+    with its lease released and its stored line units kept, and runs again after `defer`
+    seconds (counting as one attempt). In a request it answers 503 with `Retry-After`.
+    """
+
+    def __init__(self, detail: str = "", *, defer: float = 5.0, **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": str(max(1, round(defer)))})
+        super().__init__(detail, **kw)
+        self.defer = defer
+
+
+class StorageUnavailable(RetryLater):
+    status, slug, title = 503, "storage-unavailable", "Storage temporarily unavailable"
 
 
 class SynthesisFailed(VoiceReelError):

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from voicereel.db import repo
 from voicereel.db.tables import utcnow
 from voicereel.errors import IdempotencyKeyInUse, IdempotencyKeyReused, ValidationFailed
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255

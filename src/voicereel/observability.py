@@ -2,9 +2,8 @@
 
 Every HTTP request gets a request id (the caller's `X-Request-ID` when it is sane, else a new
 one), echoed in the response header and carried by a context variable into every log line. A
-job stores the id of the request that made it (`jobs.request_id`); a runner wraps its work in
-`job_context(services, job_id)` (or `job_log_context(job_id, request_id)` when it has the id
-at hand) so that the worker's lines carry both ids.
+job stores the id of the request that made it (`jobs.request_id`); `pipeline.run_job` wraps
+an attempt in `job_log_context(job_id, request_id)` so that the worker's lines carry both ids.
 
 Metrics live in one registry per app, so tests that build several apps count separately; the
 job histograms are process-wide (the pipeline does not know which app it serves) and are
@@ -19,13 +18,12 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from fastapi import FastAPI
 from prometheus_client import (
     CollectorRegistry,
@@ -40,14 +38,15 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voicereel.db import repo
-from voicereel.jobs.services import Services
+from voicereel.domain.jobs import JOB_STATES
+from voicereel.jobs.runners.base import JobRunner
+from voicereel.services import Services
 from voicereel.settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is kept only if it is short and plain, so it is safe in logs and headers; the
 # length matches the jobs.request_id column.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
-JOB_STATES = ("queued", "running", "succeeded", "failed", "canceled")
 # Probes and scrapes arrive every few seconds; their access lines would drown the rest.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -73,17 +72,6 @@ def job_log_context(job_id: str, request_id: str | None) -> Iterator[None]:
     finally:
         request_id_var.reset(request_token)
         job_id_var.reset(job_token)
-
-
-@contextmanager
-def job_context(services: Services, job_id: str) -> Iterator[None]:
-    """`job_log_context` with the request id read from the job's row: what a runner wraps
-    its work on a job in, whether the job came from a request or from a sweep."""
-    with services.db.session() as session:
-        job = repo.load_job(session, job_id)
-        request_id = job.request_id if job is not None else None
-    with job_log_context(job_id, request_id):
-        yield
 
 
 # --- logs ----------------------------------------------------------------------------------------
@@ -169,22 +157,13 @@ def serve_worker_metrics(port: int, multiprocess_dir: str, host: str = "0.0.0.0"
     start_http_server(port, addr=host, registry=registry)
 
 
-def broker_ready(settings: Settings) -> bool:
-    """True if the Redis broker answers a ping within the broker timeout."""
-    from voicereel.jobs.celery_app import broker_client  # imports Celery: only when it runs
-
-    try:
-        with broker_client(settings) as client:
-            return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
 class StateCollector(Collector):
-    """Jobs by state and queue depth, read from the database (and broker) at scrape time."""
+    """Jobs by state and queue depth, read from the database (and the runner's own queue) at
+    scrape time."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, backlog: Callable[[], dict[str, int]]) -> None:
         self.services = services
+        self.backlog = backlog
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
@@ -209,23 +188,15 @@ class StateCollector(Collector):
             jobs.add_metric([state], counts.get(state, 0))
         yield jobs
         depth.add_metric(["database"], counts.get("queued", 0))
-        settings = self.services.settings
-        if settings.runner == "celery":
-            from voicereel.jobs.celery_app import QUEUE, broker_client
-
-            try:
-                with broker_client(settings) as client:
-                    # Messages waiting in the queue's Redis list (not those being worked on).
-                    depth.add_metric(["broker"], int(client.llen(QUEUE)))
-            except redis.RedisError:
-                log.warning("metrics: the broker did not answer", exc_info=True)
+        for source, waiting in self.backlog().items():
+            depth.add_metric([source], waiting)
         yield depth
 
 
 class Metrics:
     """The registry of one app and the request metrics its middleware records."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, runner: JobRunner) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "voicereel_http_requests", "HTTP requests answered, by route template.",
@@ -233,7 +204,8 @@ class Metrics:
         self.latency = Histogram(
             "voicereel_http_request_duration_seconds", "Time to answer, by route template.",
             ["method", "route"], registry=self.registry)
-        for collector in (JOB_DURATION, ENGINE_REAL_TIME_FACTOR, StateCollector(services)):
+        for collector in (JOB_DURATION, ENGINE_REAL_TIME_FACTOR,
+                          StateCollector(services, runner.backlog)):
             self.registry.register(collector)
 
     def render(self) -> bytes:
@@ -297,9 +269,9 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def install(app: FastAPI, services: Services) -> None:
+def install(app: FastAPI, services: Services, runner: JobRunner) -> None:
     """Give the app its metrics registry and the request-id and metrics middleware."""
-    metrics = Metrics(services)
+    metrics = Metrics(services, runner)
     app.state.metrics = metrics
     # Added last, so it wraps every other middleware and sees every answer.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)

@@ -37,7 +37,7 @@ from voicereel.domain.markup import strip_markup
 from voicereel.domain.script import OutputOptions, ScriptLine, SynthesisRequest
 from voicereel.errors import NotFound, ValidationFailed
 from voicereel.jobs.pipeline import JobPlan, render_line, voice_for
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 SAMPLE_RATE = 24_000  # what OpenAI returns, and what `pcm` means to its clients
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")

@@ -13,11 +13,11 @@ from voicereel.auth import signing
 from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
 from voicereel.db.tables import ApiKey, Job, Speaker, Tenant, utcnow
-from voicereel.domain.script import SynthesisRequest, check_limits
+from voicereel.domain.script import SynthesisRequest, check_limits, units_total
 from voicereel.errors import ValidationFailed
 from voicereel.jobs.runners.base import JobRunner
-from voicereel.jobs.services import Services
 from voicereel.observability import current_request_id
+from voicereel.services import Services
 from voicereel.storage import job_prefix, speaker_prefix
 from voicereel.uploads import decode_reference
 from voicereel.webhooks import check_callback_url
@@ -112,7 +112,7 @@ def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
                  "msg": f"unknown speaker {request.script[i].speaker_id}"} for i in unknown])
         job = repo.add_job(session, Job(
             id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
-            request=request.model_dump(mode="json"), units_total=len(request.script) + 1,
+            request=request.model_dump(mode="json"), units_total=units_total(request),
             api_key_id=api_key.id if api_key is not None else None,
             request_id=current_request_id()))
     # Only a committed row is dispatched; a crash here leaves a queued row the sweep finds.

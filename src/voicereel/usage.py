@@ -14,7 +14,7 @@ from typing import Any
 
 from voicereel.db import repo
 from voicereel.errors import ValidationFailed
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 MONTH_PATTERN = r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$"  # 1970-01 to 2999-12
 CSV_COLUMNS = ("date", "engine", "jobs", "characters", "audio_seconds")

@@ -30,7 +30,7 @@ import httpx
 from voicereel.db import repo
 from voicereel.db.tables import Tenant
 from voicereel.errors import CallbackUrlRefused
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 from voicereel.settings import Settings
 
 log = logging.getLogger(__name__)

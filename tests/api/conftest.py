@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from voicereel import operations
 from voicereel.api.app import create_app
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
 

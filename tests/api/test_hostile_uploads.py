@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.trust_helpers import PROBLEM, problem
 from voicereel.api.app import create_app
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 RATE = 16_000
 

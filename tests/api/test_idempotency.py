@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from tests.api.trust_helpers import add_speaker_row, caller, problem
 from voicereel.db.tables import IdempotencyRecord, Job, Speaker, utcnow
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 
 def _count(services: Services, model: type[Any], tenant_id: str) -> int:

@@ -16,9 +16,9 @@ from voicereel import operations
 from voicereel.db import repo
 from voicereel.db.tables import Job, utcnow
 from voicereel.domain.script import SynthesisRequest
-from voicereel.jobs.pipeline import run_job
+from voicereel.jobs.pipeline import ThreadedLines, run_job
 from voicereel.jobs.runners.inline import InlineRunner
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 
 def _speaker(client: TestClient, wav: bytes, name: str) -> str:
@@ -94,12 +94,12 @@ def test_failed_job_has_readable_error(services: Services, tenant_name: str,
     bob = operations.register_speaker(services, tenant, "Bob", reference_wavs["Bob"], "", "en")
     job_id = _queued_job(services, tenant_name, bob.id)
     operations.delete_speaker(services, tenant, bob.id)  # its voice is gone before it runs
-    run_job(services, job_id, owner="test-worker")
+    run_job(services, job_id, "test-worker", ThreadedLines(1))
     job = operations.job_view(services, tenant, job_id, "http://test")
     assert job["status"] == "failed"
     assert bob.id in job["error"] and "deleted" in job["error"]
     assert job["result"] is None
-    run_job(services, job_id, owner="test-worker")  # a second delivery changes nothing
+    run_job(services, job_id, "test-worker", ThreadedLines(1))  # a second delivery changes nothing
     assert operations.job_view(services, tenant, job_id, "http://test")["attempts"] == 1
 
 

@@ -23,16 +23,14 @@ from voicereel.db import repo
 from voicereel.db.session import Database
 from voicereel.domain.script import SynthesisRequest
 from voicereel.jobs.runners.inline import InlineRunner
-from voicereel.jobs.services import Services
 from voicereel.observability import (
     JsonFormatter,
     Metrics,
     StateCollector,
-    broker_ready,
-    job_context,
     job_log_context,
     observe_job_finished,
 )
+from voicereel.services import Services
 
 # A Redis database of these tests' own: the Celery cluster (11) and the rate limits (13) have
 # theirs, and this test fills and empties the queue list the Celery workers read.
@@ -214,10 +212,8 @@ def test_the_log_context_helpers(client: TestClient, services: Services, json_lo
     with job_log_context(job_id, job.request_id):
         worker_log.warning("rendering")
     worker_log.warning("idle")
-    with job_context(services, job_id):  # the same, with the id read from the job's row
-        worker_log.warning("rendering again")
     lines = {line["message"]: line for line in _lines(json_log)}
-    for message in ("rendering", "rendering again"):
+    for message in ("rendering",):
         assert lines[message]["job_id"] == job_id
         assert lines[message]["request_id"] == "submit-7"
     assert "job_id" not in lines["idle"] and "request_id" not in lines["idle"]
@@ -265,16 +261,17 @@ def _closed_port() -> int:
 
 
 def test_broker_probe_and_queue_depth(services: Services) -> None:
-    celery_settings = services.settings.model_copy(update={"runner": "celery",
-                                                            "broker_url": REDIS_URL})
-    assert broker_ready(celery_settings)  # the test Redis must be running
-    assert not broker_ready(celery_settings.model_copy(
-        update={"broker_url": f"redis://127.0.0.1:{_closed_port()}/0"}))
+    from voicereel.jobs.runners.celery import QUEUE, CeleryRunner
 
-    from voicereel.jobs.celery_app import QUEUE
+    def celery_runner(broker_url: str) -> CeleryRunner:
+        settings = services.settings.model_copy(update={"runner": "celery",
+                                                        "broker_url": broker_url})
+        return CeleryRunner(Services(settings, services.db, services.storage, services.engine))
 
-    collector = StateCollector(Services(celery_settings, services.db, services.storage,
-                                        services.engine))
+    assert celery_runner(REDIS_URL).checks()["broker"]  # the test Redis must be running
+    assert not celery_runner(f"redis://127.0.0.1:{_closed_port()}/0").checks()["broker"]
+
+    collector = StateCollector(services, celery_runner(REDIS_URL).backlog)
     queue = redis.Redis.from_url(REDIS_URL)
     queue.delete(QUEUE)
     try:
@@ -291,7 +288,8 @@ def test_a_database_outage_costs_only_the_job_gauges(services: Services,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     down = Database(f"postgresql+psycopg://nobody@127.0.0.1:{_closed_port()}/none")
     try:
-        metrics = Metrics(Services(services.settings, down, services.storage, services.engine))
+        metrics = Metrics(Services(services.settings, down, services.storage, services.engine),
+                          InlineRunner(services))
         assert caplog.records == []  # building the registry asked the database nothing
         metrics.requests.labels("GET", "/healthz", "200").inc()
         text = metrics.render().decode()

@@ -16,7 +16,7 @@ from voicereel import operations
 from voicereel.auth.ratelimit import MemoryCounter, RateLimiter, RedisCounter, make_counter
 from voicereel.db.tables import Job
 from voicereel.errors import RateLimited
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 from voicereel.settings import Settings
 
 # a database number of our own on the test Redis

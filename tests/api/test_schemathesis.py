@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from voicereel import operations
 from voicereel.api.app import create_app
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
 MAX_EXAMPLES = 25

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from tests.api.trust_helpers import problem
 from voicereel import operations
 from voicereel.auth import signing
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 EXAMPLE_SECRET = "vrs_example-secret-do-not-use"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from tests.api.trust_helpers import add_job_row, add_speaker_row, caller, problem
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 # /v1/files/{key} takes no API key: it is reached only through signed, expiring URLs;
 # /v1/models/{model_id} names the service's engines, which every tenant shares.

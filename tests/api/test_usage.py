@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.trust_helpers import add_job_row, caller, problem
 from voicereel.db import repo
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 
 def _at(day: int, hour: int = 12, month: int = 3) -> datetime:

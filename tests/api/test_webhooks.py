@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.trust_helpers import add_job_row, add_speaker_row, caller, problem
 from voicereel import webhooks
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 from voicereel.settings import Settings
 
 
@@ -164,7 +164,7 @@ def test_api_refuses_private_callbacks_by_default(database_url: str, tmp_path: A
                                                   tenant_name: str) -> None:
     from voicereel import operations
     from voicereel.api.app import create_app
-    from voicereel.jobs.services import build_services
+    from voicereel.services import build_services
 
     services = build_services(Settings(data_dir=tmp_path / "data", database_url=database_url))
     services.db.migrate()

@@ -9,7 +9,7 @@ import httpx
 
 from voicereel.db import repo
 from voicereel.db.tables import ApiKey, Job, Speaker, Tenant
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 PROBLEM = "application/problem+json"
 

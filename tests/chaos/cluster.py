@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, make_url, text
 from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.db.tables import Job, JobUnit
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
 # A Redis database of its own, emptied by every cluster that starts on it.
@@ -247,19 +247,31 @@ def unit_rows(services: Services, job_id: str) -> int:
 
 
 def wait_finished(services: Services, job_id: str, timeout: float) -> Job:
-    """The job once it is finished and its rendered lines are cleared away."""
+    """The job once it is finished."""
     def finished() -> Job | None:
         job = job_row(services, job_id)
-        return job if job.status in FINISHED and unit_rows(services, job_id) == 0 else None
+        return job if job.status in FINISHED else None
     return wait_for(finished, timeout, f"job {job_id} to finish")
 
 
-def job_files(root: Path, job_id: str) -> list[str]:
-    """Every stored file of the job, relative to its folder (local storage)."""
+def _stored(root: Path, job_id: str) -> list[str]:
     folders = list((root / "data" / "files").glob(f"*/jobs/{job_id}"))
     assert len(folders) <= 1
     return sorted(str(p.relative_to(folders[0])) for p in folders[0].rglob("*")
                   if p.is_file()) if folders else []
+
+
+def job_files(root: Path, job_id: str) -> list[str]:
+    """The job's result files, relative to its folder (local storage), its line units aside."""
+    return [f for f in _stored(root, job_id) if not f.startswith("units/")]
+
+
+def unit_files(root: Path, job_id: str) -> list[int]:
+    """The line index of every stored unit of the job; anything else under units/ fails."""
+    units = [f for f in _stored(root, job_id) if f.startswith("units/")]
+    indexes = sorted(int(f.split("/")[1]) for f in units)
+    assert units == sorted(f"units/{i}/line.npz" for i in indexes), units
+    return indexes
 
 
 def expected_files(captions: tuple[str, ...] = ("vtt", "srt", "json"),

@@ -26,7 +26,7 @@ from tests.chaos.cluster import (
 from voicereel import operations
 from voicereel.db import repo
 from voicereel.db.tables import Job
-from voicereel.jobs.services import build_services
+from voicereel.services import build_services
 
 pytestmark = pytest.mark.timeout(240)
 JOBS = 12

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import database_backends, postgres_schema
 from voicereel import operations
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
 READY_TIMEOUT_SECONDS = 180

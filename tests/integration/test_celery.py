@@ -23,6 +23,7 @@ from tests.chaos.cluster import (
     expected_files,
     job_files,
     job_row,
+    unit_files,
     unit_rows,
     wait_finished,
     wait_for,
@@ -32,9 +33,10 @@ from voicereel.db import repo
 from voicereel.db.tables import Job, utcnow
 from voicereel.domain.script import SynthesisRequest
 from voicereel.jobs import pipeline
-from voicereel.jobs.celery_app import RENDER_UNIT, RUN_JOB, build_worker_context, coordinate
+from voicereel.jobs.runners.celery.app import RENDER_UNIT, RUN_JOB
+from voicereel.jobs.runners.celery.worker import build_worker_context, coordinate
 from voicereel.jobs.runners.inline import InlineRunner
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -83,9 +85,10 @@ def test_lines_fan_out_over_two_workers(two_workers: Cluster, reference_wavs: di
         per_worker = [_lines_rendered(w.log(), job_id) for w in two_workers.workers]
         assert all(per_worker), per_worker
         assert sorted(i for lines in per_worker for i in lines) == list(range(10))
-        # Only the final files remain: no unit files, no unit rows.
+        # One set of files, and one stored unit (file and row) per line, kept after success.
         assert job_files(two_workers.root, job_id) == expected_files()
-        assert unit_rows(services, job_id) == 0
+        assert unit_files(two_workers.root, job_id) == list(range(10))
+        assert unit_rows(services, job_id) == 10
 
 
 def test_duplicate_messages_and_a_second_run_give_one_result(
@@ -114,14 +117,15 @@ def test_duplicate_messages_and_a_second_run_give_one_result(
         try:
             coordinate(ctx, job_id)
         finally:
-            ctx.heartbeat.stop()
+            ctx.leases.stop()
         again = job_row(services, job_id)
         assert (again.status, again.attempts, again.finished_at) == (
             "succeeded", 1, job.finished_at)
         plan = pipeline.load_plan(services, job_id)
-        assert pipeline.render_unit(services, plan, 2) is False  # finished: nothing is kept
+        assert pipeline.render_unit(services, plan, 2) is None  # finished: nothing is kept
         assert job_files(group.root, job_id) == files
-        assert unit_rows(services, job_id) == 0
+        assert unit_files(group.root, job_id) == [0, 1, 2, 3]
+        assert unit_rows(services, job_id) == 4
         folder = next((group.root / "data" / "files").glob(f"*/jobs/{job_id}"))
         assert {f: (folder / f).stat().st_mtime_ns for f in files} == stamps
         with services.db.session() as session:
@@ -188,7 +192,8 @@ def test_a_dead_attempts_lines_are_reused(database_url: str, tmp_path: Path,
         assert job.status == "succeeded" and job.attempts == 2
         assert _lines_rendered(worker.log(), job_id) == {2, 3}
         assert job_files(group.root, job_id) == expected_files()
-        assert unit_rows(services, job_id) == 0
+        assert unit_files(group.root, job_id) == [0, 1, 2, 3]
+        assert unit_rows(services, job_id) == 4
 
 
 def test_a_line_rendered_after_cancel_leaves_no_file(
@@ -200,7 +205,7 @@ def test_a_line_rendered_after_cancel_leaves_no_file(
         job_id = _job_held_by(services, tenant_name, dialogue(ids, 3), "someone")
         plan = pipeline.load_plan(services, job_id)
         assert pipeline.render_unit(services, plan, 0)
-        assert job_files(group.root, job_id) == ["units/0/line.npz"]
+        assert unit_files(group.root, job_id) == [0]
         assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
-        assert pipeline.render_unit(services, plan, 1) is False
-        assert job_files(group.root, job_id) == []
+        assert pipeline.render_unit(services, plan, 1) is None
+        assert job_files(group.root, job_id) == [] and unit_files(group.root, job_id) == []

@@ -17,7 +17,7 @@ from tests.fakes.fish_speech_server import FakeFishSpeech, refused_url
 from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.demo import REFERENCE_TRANSCRIPT
-from voicereel.jobs.services import build_services
+from voicereel.services import build_services
 from voicereel.settings import Settings
 
 

@@ -25,7 +25,7 @@ from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.db import repo
 from voicereel.errors import NotFound
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 from voicereel.storage import job_prefix, speaker_prefix
 from voicereel.storage.s3 import S3Storage
@@ -92,7 +92,7 @@ def _s3_settings(endpoint: str, tmp_path: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 def storage(moto_endpoint: str, tmp_path: Path) -> S3Storage:
     store = S3Storage(_s3_settings(moto_endpoint, tmp_path))
-    store.ensure_bucket()
+    store.prepare()
     return store
 
 
@@ -151,7 +151,7 @@ def test_presigned_url_downloads_with_its_name_and_carries_the_ttl(storage: S3St
 def test_urls_are_signed_for_the_public_endpoint(moto_endpoint: str, tmp_path: Path) -> None:
     public = moto_endpoint.replace("127.0.0.1", "localhost")
     store = S3Storage(_s3_settings(moto_endpoint, tmp_path, s3_public_endpoint_url=public))
-    store.ensure_bucket()
+    store.prepare()
     store.put("t1/speakers/s1/reference.wav", b"RIFF", "audio/wav")
     url = store.url("t1/speakers/s1/reference.wav", 60, "reference.wav")
     assert url.startswith(public + "/")
@@ -161,8 +161,8 @@ def test_urls_are_signed_for_the_public_endpoint(moto_endpoint: str, tmp_path: P
 def test_bucket_creation_and_readiness(moto_endpoint: str, tmp_path: Path) -> None:
     store = S3Storage(_s3_settings(moto_endpoint, tmp_path, s3_region="eu-west-1"))
     assert not store.ready()  # no bucket yet
-    store.ensure_bucket()
-    store.ensure_bucket()  # idempotent
+    store.prepare()
+    store.prepare()  # idempotent
     assert store.ready()
     location = store._client.get_bucket_location(Bucket=store.bucket)["LocationConstraint"]
     assert location == "eu-west-1"
@@ -180,7 +180,7 @@ def s3_services(database_url: str, moto_endpoint: str, tmp_path: Path) -> Iterat
     services = build_services(settings)
     services.db.migrate()
     assert isinstance(services.storage, S3Storage)
-    services.storage.ensure_bucket()
+    services.storage.prepare()
     yield services
     services.db.dispose()
 

@@ -11,14 +11,14 @@ from fastapi import FastAPI, Request, Response
 from voicereel import __version__, errors, observability
 from voicereel.api import problems
 from voicereel.api.body_guard import BodyGuard
-from voicereel.api.routes import files, health, jobs, metrics, speakers
+from voicereel.api.routes import health, jobs, metrics, speakers
 from voicereel.api.routes import openai_compat as openai_routes
 from voicereel.api.routes import usage as usage_routes
 from voicereel.api.routes import webhooks as webhook_routes
 from voicereel.api.schemas import PROBLEM_RESPONSES
 from voicereel.auth.ratelimit import RateLimiter
 from voicereel.jobs.runners import make_runner
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings, get_settings
 
 # Multipart framing and form fields around the audio file.
@@ -30,10 +30,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or get_settings()
     services = services or build_services(settings)
 
+    runner = make_runner(services)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runner = make_runner(services)
-        app.state.runner = runner
         # The model loads in the background so the port opens at once; /readyz tells when.
         warm_up = threading.Thread(target=services.engine.warm_up, name="engine-warm-up",
                                    daemon=True)
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   description="Multi-speaker text-to-speech with time-synchronised captions.",
                   responses=PROBLEM_RESPONSES)
     app.state.services = services
+    app.state.runner = runner
     app.state.rate_limiter = RateLimiter(settings)
     problems.install(app)
     # Counts body bytes as they arrive: 413 even without (or despite) a Content-Length.
@@ -66,10 +67,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 f"the request body is larger than {limit} bytes"), request.url.path)
         return await call_next(request)
 
-    for module in (speakers, jobs, files, health, metrics):
+    for module in (speakers, jobs, health, metrics):
         app.include_router(module.router)
+    downloads = services.storage.download_router()
+    if downloads is not None:
+        app.include_router(downloads)
     for trust_module in (usage_routes, webhook_routes):
         app.include_router(trust_module.router)
     app.include_router(openai_routes.router)
-    observability.install(app, services)  # last: its middleware wraps all the others
+    observability.install(app, services, runner)  # last: its middleware wraps all the others
     return app

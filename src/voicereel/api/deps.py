@@ -16,7 +16,7 @@ from voicereel.db import repo
 from voicereel.db.tables import ApiKey, Tenant
 from voicereel.errors import SignatureMismatch, Unauthorized
 from voicereel.jobs.runners.base import JobRunner
-from voicereel.jobs.services import Services
+from voicereel.services import Services
 
 
 def get_services(request: Request) -> Services:

@@ -14,7 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -32,10 +44,8 @@ from voicereel.db.tables import (
     WebhookAttempt,
     utcnow,
 )
+from voicereel.domain.jobs import UNFINISHED
 from voicereel.errors import BadRequest, NotFound
-
-UNFINISHED = ("queued", "running")
-FINISHED = ("succeeded", "failed", "canceled")
 
 
 def new_id(prefix: str) -> str:
@@ -217,6 +227,7 @@ def delete_job(session: Session, tenant_id: str, job_id: str) -> None:
         job.lease_owner = None
     job.deleted_at = now
     session.execute(delete(JobFile).where(JobFile.job_id == job.id))
+    session.execute(delete(JobUnit).where(JobUnit.job_id == job.id))
 
 
 # --- jobs: worker side ------------------------------------------------------------------------
@@ -226,56 +237,53 @@ def load_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """A job some attempt should run now: queued (and its retry time come), or running under
+    a lease that ran out (its worker died)."""
+    return and_(Job.deleted_at.is_(None),
+                or_(and_(Job.status == "queued",
+                         or_(Job.retry_at.is_(None), Job.retry_at <= now)),
+                    and_(Job.status == "running", Job.lease_expires_at < now)))
+
+
 def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float,
-              max_attempts: int) -> bool:
-    """Take a queued job, or a running one whose lease expired; True if this caller got it."""
+              max_attempts: int) -> Job | None:
+    """Take the job if it is claimable and has attempts left; its row if this caller got it."""
     now = utcnow()
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.deleted_at.is_(None), Job.attempts < max_attempts,
-               or_(Job.status == "queued",
-                   and_(Job.status == "running", Job.lease_expires_at < now)))
+        .where(Job.id == job_id, Job.attempts < max_attempts, _claimable(now))
         .values(status="running", lease_owner=owner, attempts=Job.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                lease_expires_at=now + timedelta(seconds=lease_seconds), retry_at=None,
                 started_at=func.coalesce(Job.started_at, now))
+        .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    return session.get(Job, job_id, populate_existing=True)
 
 
-def extend_leases(session: Session, owner: str, lease_seconds: float) -> None:
-    """Heartbeat: the jobs this owner is running stay its own while it lives."""
+def extend_leases(session: Session, owners: list[str], lease_seconds: float) -> None:
+    """Heartbeat: the jobs these owners are running stay theirs while their process lives."""
     session.execute(
-        update(Job).where(Job.status == "running", Job.lease_owner == owner)
+        update(Job).where(Job.status == "running", Job.lease_owner.in_(owners))
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
     )
 
 
 def fail_exhausted_jobs(session: Session, max_attempts: int) -> int:
-    """Jobs whose every attempt died without a verdict get a readable error, not a stuck state."""
+    """Jobs whose every attempt died or was put back get a readable error, not a stuck state."""
     now = utcnow()
+    verdict = f"the job was attempted {max_attempts} times and no attempt finished"
     result = session.execute(
         update(Job)
-        .where(Job.attempts >= max_attempts, Job.deleted_at.is_(None),
-               or_(Job.status == "queued",
-                   and_(Job.status == "running", Job.lease_expires_at < now)))
-        .values(status="failed", finished_at=now, lease_owner=None,
-                error=f"the job was attempted {max_attempts} times and no attempt finished")
+        .where(Job.attempts >= max_attempts, _claimable(now))
+        .values(status="failed", finished_at=now, lease_owner=None, retry_at=None,
+                # a job put back by a transient failure says what that failure was
+                error=func.coalesce(literal(verdict + "; the last: ") + Job.error,
+                                    literal(verdict)))
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def record_progress(session: Session, job_id: str, owner: str, units_done: int,
-                    units_total: int, lease_seconds: float) -> bool:
-    """Store progress and extend the lease; False if the job is no longer this owner's."""
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner,
-               Job.deleted_at.is_(None))
-        .values(units_done=units_done, units_total=units_total,
-                progress=units_done / units_total if units_total else 0.0,
-                lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def finish_job(session: Session, job_id: str, owner: str, files: list[JobFile],
@@ -323,24 +331,26 @@ def fail_job(session: Session, job_id: str, owner: str, error: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def release_job(session: Session, job_id: str, owner: str) -> None:
-    """Give a running job back to the queue (a worker shutting down before finishing it)."""
+def release_job(session: Session, job_id: str, owner: str, *, retry_in: float,
+                reason: str) -> None:
+    """Give a running job back to the queue, to be claimed again after `retry_in` seconds.
+
+    Its units stay; `reason` is shown as the job's error while it waits.
+    """
     session.execute(
         update(Job).where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner)
-        .values(status="queued", lease_owner=None, lease_expires_at=None)
+        .values(status="queued", lease_owner=None, lease_expires_at=None, error=reason,
+                retry_at=utcnow() + timedelta(seconds=retry_in))
     )
 
 
-def dispatchable_job_ids(session: Session, limit: int = 500) -> list[str]:
-    """Queued jobs and running jobs whose lease expired (their worker died)."""
-    now = utcnow()
-    return list(session.scalars(
-        select(Job.id)
-        .where(Job.deleted_at.is_(None),
-               or_(Job.status == "queued",
-                   and_(Job.status == "running", Job.lease_expires_at < now)))
+def dispatchable_jobs(session: Session, limit: int = 500) -> list[tuple[str, int]]:
+    """(id, attempts) of the jobs some attempt should run now, oldest first."""
+    rows = session.execute(
+        select(Job.id, Job.attempts).where(_claimable(utcnow()))
         .order_by(Job.created_at).limit(limit)
-    ))
+    )
+    return [(job_id, attempts) for job_id, attempts in rows]
 
 
 def count_jobs_by_status(session: Session) -> dict[str, int]:
@@ -434,20 +444,7 @@ def usage_by_day(session: Session, tenant_id: str, start: datetime,
             for d, engine, n, chars, secs in rows]
 
 
-# --- celery runner: dispatch and fanned-out units (jobs/celery_app.py) ------------------------
-
-
-def dispatchable_jobs(session: Session, limit: int = 500) -> list[tuple[str, int]]:
-    """(id, attempts) of queued jobs and of running jobs whose lease expired."""
-    now = utcnow()
-    rows = session.execute(
-        select(Job.id, Job.attempts)
-        .where(Job.deleted_at.is_(None),
-               or_(Job.status == "queued",
-                   and_(Job.status == "running", Job.lease_expires_at < now)))
-        .order_by(Job.created_at).limit(limit)
-    )
-    return [(job_id, attempts) for job_id, attempts in rows]
+# --- line units (jobs/units.py) and the runners' ownership checks ----------------------------
 
 
 def job_is_running(session: Session, job_id: str) -> bool:
@@ -490,27 +487,13 @@ def record_unit(session: Session, job_id: str, index: int, key: str, units_total
                             literal(utcnow(), UTCDateTime())).where(running.exists()))
         .on_conflict_do_nothing()
     )
-    if not session.scalar(select(func.count()).select_from(running.subquery())):
-        return False
-    done = session.scalar(select(func.count()).select_from(JobUnit)
-                          .where(JobUnit.job_id == job_id)) or 0
-    session.execute(
+    done = (select(func.count()).select_from(JobUnit).where(JobUnit.job_id == job_id)
+            .scalar_subquery())
+    raised = case((done > Job.units_done, done), else_=Job.units_done)
+    result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "running", Job.units_done < done)
-        .values(units_done=done, units_total=units_total, progress=done / units_total)
+        .where(Job.id == job_id, Job.status == "running", Job.deleted_at.is_(None))
+        .values(units_done=raised, units_total=units_total,
+                progress=cast(raised, Float) / units_total)
     )
-    return True
-
-
-def clear_units(session: Session, job_id: str) -> None:
-    session.execute(delete(JobUnit).where(JobUnit.job_id == job_id))
-
-
-def finished_jobs_with_units(session: Session, limit: int = 100) -> list[tuple[str, str]]:
-    """(id, tenant_id) of finished jobs that still have rendered lines to remove."""
-    rows = session.execute(
-        select(Job.id, Job.tenant_id)
-        .where(Job.status.in_(FINISHED), Job.id.in_(select(JobUnit.job_id)))
-        .limit(limit)
-    )
-    return [(job_id, tenant_id) for job_id, tenant_id in rows]
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -107,6 +107,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)  # queued until then
     characters: Mapped[int] = mapped_column(Integer, default=0)
     audio_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     engine: Mapped[str] = mapped_column(String(40), default="")
@@ -119,7 +120,7 @@ class Job(Base):
 
 
 class JobUnit(Base):
-    """One rendered line of a fanned-out job, kept in storage until the job is assembled."""
+    """One rendered line of a job (a unit, jobs/units.py), kept as long as the job."""
 
     __tablename__ = "job_units"
 

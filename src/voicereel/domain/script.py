@@ -87,5 +87,10 @@ def check_limits(request: SynthesisRequest, settings: Settings) -> None:
         raise ValidationFailed("the script exceeds the service limits", errors=errors)
 
 
+def units_total(request: SynthesisRequest) -> int:
+    """Steps of a job's progress: every line, then assembly and upload."""
+    return len(request.script) + 1
+
+
 def script_characters(request: SynthesisRequest) -> int:
     return sum(len(line.text) for line in request.script)

@@ -1,8 +1,16 @@
-"""`run_job`: render one job from its row to stored audio and captions.
+"""`run_job`: the one lifecycle of a job, the same code under every JobRunner.
 
-The same code runs under every JobRunner. It is idempotent: file keys are fixed per job and
-overwritten, the job row changes only through conditional updates that name this attempt's
-owner, and a job canceled or taken over meanwhile stops without leaving a second set of files.
+    claim -> plan -> render each line without a stored unit -> assemble -> finish -> hooks
+
+What differs between runners is only where a line renders: a `LineRenderer` (threads of this
+process, or Celery tasks on any worker). Every rendered line is stored as a unit
+(`jobs/units.py`) before it counts as done, and kept after success; assembly joins the units.
+
+It is idempotent: file keys are fixed per job and overwritten, the job row changes only
+through conditional updates that name this attempt's owner, and a job canceled or taken over
+meanwhile stops without leaving a second set of files. Outcomes are control flow: `JobLost`
+stops quietly, `RetryLater` puts the job back in the queue keeping its units, any other error
+fails the job with a readable message.
 """
 
 from __future__ import annotations
@@ -12,10 +20,11 @@ import io
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -26,30 +35,26 @@ from voicereel.audio.io import resample
 from voicereel.audio.loudness import line_gain, master_envelope
 from voicereel.audio.mix import concat_with_pauses, fade_edges
 from voicereel.db import repo
-from voicereel.db.tables import JobFile, Speaker, utcnow
+from voicereel.db.tables import Job, JobFile, Speaker, utcnow
 from voicereel.domain import captions as captions_mod
 from voicereel.domain.markup import split_pauses, strip_markup
-from voicereel.domain.script import SynthesisRequest, script_characters
+from voicereel.domain.script import SynthesisRequest, script_characters, units_total
 from voicereel.domain.textnorm import normalize, project_spans
 from voicereel.domain.timeline import Segment, TimedWord, Timeline
 from voicereel.engines.base import Voice
-from voicereel.errors import SynthesisFailed, VoiceReelError
-from voicereel.jobs.services import Services
-from voicereel.observability import observe_job_finished
+from voicereel.errors import RetryLater, SynthesisFailed, VoiceReelError
+from voicereel.jobs import units
+from voicereel.jobs.units import RenderedLine
+from voicereel.observability import job_log_context, observe_job_finished
+from voicereel.services import Services
 from voicereel.storage import job_prefix
+from voicereel.webhooks import deliver_job_webhook
 
 log = logging.getLogger(__name__)
 
 
 class JobLost(Exception):
     """The job was canceled, deleted or taken over by another worker while this one ran."""
-
-
-@dataclass
-class RenderedLine:
-    audio: np.ndarray
-    words: list[TimedWord]
-    render_seconds: float = 0.0
 
 
 def reference_loader(services: Services, key: str) -> Callable[[], tuple[np.ndarray, int]]:
@@ -68,7 +73,7 @@ def voice_for(services: Services, speaker: Speaker) -> Voice:
 
 @dataclass
 class JobPlan:
-    """A claimed job, loaded once: its request and the voices of its speakers."""
+    """A job, loaded once: its request and the voices of its speakers."""
 
     job_id: str
     tenant_id: str
@@ -83,32 +88,106 @@ class JobPlan:
 
     @property
     def units_total(self) -> int:
-        return len(self.request.script) + 1  # every line, then assembly and upload
+        return units_total(self.request)
 
 
-def run_job(services: Services, job_id: str, owner: str) -> None:
-    """Claim the job and render it; every outcome ends in a final state or a retry later."""
-    if not claim(services, job_id, owner):
-        return
-    with job_outcome(services, job_id, owner):
-        plan = load_plan(services, job_id)
-        rendered = []
-        with ThreadPoolExecutor(services.settings.line_threads,
-                                thread_name_prefix="voicereel-line") as pool:
-            # each line in a copy of this context, so its log lines keep the job's request id
-            futures = [pool.submit(contextvars.copy_context().run, render_line, services, plan,
-                                   index) for index in range(len(plan.request.script))]
-            try:
-                for index, future in enumerate(futures):
-                    rendered.append(future.result())
-                    record_units(services, job_id, owner, index + 1, plan.units_total)
-            finally:
-                for future in futures:
-                    future.cancel()  # after a failure or a lost job, lines not begun never start
-        assemble(services, plan, rendered, owner)
+@dataclass
+class JobRun:
+    """One attempt at a job: what a `LineRenderer` gets to render the missing lines."""
+
+    services: Services
+    plan: JobPlan
+    owner: str
+    deadline: float  # time.monotonic() past which the attempt fails
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise SynthesisFailed(f"the job took longer than the allowed "
+                                  f"{self.services.settings.max_job_seconds} s")
+
+    def render_unit(self, index: int) -> RenderedLine:
+        """Render line `index` and store it as a unit; JobLost if the job stopped meanwhile."""
+        line = render_unit(self.services, self.plan, index)
+        if line is None:
+            raise JobLost(self.plan.job_id)
+        return line
+
+    def missing(self) -> list[int]:
+        """Indexes of the lines with no stored unit yet, in script order."""
+        with self.services.db.session() as session:
+            done = repo.unit_keys(session, self.plan.job_id)
+        return [i for i in range(len(self.plan.request.script)) if i not in done]
+
+    def check_ownership(self) -> None:
+        with self.services.db.session() as session:
+            if not repo.holds_lease(session, self.plan.job_id, self.owner):
+                raise JobLost(self.plan.job_id)
 
 
-def claim(services: Services, job_id: str, owner: str) -> bool:
+class LineRenderer(Protocol):
+    """Where the lines of a job render: threads of this process, or tasks on any worker."""
+
+    def render(self, run: JobRun, missing: list[int]) -> dict[int, RenderedLine]:
+        """See every line in `missing` stored as a unit before `run.deadline`.
+
+        Returns the lines rendered in this process (assembly reads the others from storage).
+        Raises `JobLost` when the job stops being this attempt's, `SynthesisFailed` past the
+        deadline, and whatever a line's rendering raised.
+        """
+        ...
+
+
+class ThreadedLines:
+    """Renders the lines on `threads` threads of this process."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def render(self, run: JobRun, missing: list[int]) -> dict[int, RenderedLine]:
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="voicereel-line")
+        # each line in a copy of this context, so its log lines keep the job's ids
+        futures = {pool.submit(contextvars.copy_context().run, run.render_unit, index): index
+                   for index in missing}
+        rendered: dict[int, RenderedLine] = {}
+        try:
+            for future in as_completed(futures, timeout=run.seconds_left()):
+                rendered[futures[future]] = future.result()
+        except TimeoutError:
+            run.check_deadline()
+            raise
+        finally:
+            # Lines not begun never start; a line stuck in the engine is left to end by itself
+            # (its unit is refused once the job has failed), and the job's slot is free.
+            pool.shutdown(wait=False, cancel_futures=True)
+        return rendered
+
+
+def run_job(services: Services, job_id: str, owner: str, lines: LineRenderer) -> None:
+    """Claim the job and take it to a final state, a retry later, or a quiet stop."""
+    job = claim(services, job_id, owner)
+    if job is None:
+        return  # finished, deleted, or running under a live attempt: a duplicate dispatch
+    with job_log_context(job_id, job.request_id):
+        log.info("job %s: attempt %d by %s", job_id, job.attempts, owner)
+        with job_outcome(services, job_id, owner):
+            run = JobRun(services, load_plan(services, job), owner,
+                         time.monotonic() + services.settings.max_job_seconds)
+            missing = run.missing()
+            rendered = lines.render(run, missing) if missing else {}
+            run.check_ownership()
+            count = len(run.plan.request.script)
+            assemble(services, run.plan, [rendered.get(i) or load_unit(services, run.plan, i)
+                                          for i in range(count)], owner)
+            log.info("job %s: assembled by %s (%d of %d lines from storage)", job_id, owner,
+                     count - len(rendered), count)
+        deliver_job_webhook(services, job_id)  # the end-of-job hook, whatever the outcome
+
+
+def claim(services: Services, job_id: str, owner: str) -> Job | None:
+    """The job's row if this attempt now owns it."""
     settings = services.settings
     with services.db.session() as session:
         return repo.claim_job(session, job_id, owner, settings.job_lease_seconds,
@@ -122,6 +201,10 @@ def job_outcome(services: Services, job_id: str, owner: str) -> Iterator[None]:
         yield
     except JobLost:
         log.info("job %s was canceled or taken over; attempt by %s stops", job_id, owner)
+    except RetryLater as exc:
+        log.warning("job %s: %s; retrying in %.0f s", job_id, exc.detail, exc.defer)
+        with services.db.session() as session:
+            repo.release_job(session, job_id, owner, retry_in=exc.defer, reason=exc.detail)
     except VoiceReelError as exc:
         log.warning("job %s failed: %s", job_id, exc.detail)
         with services.db.session() as session:
@@ -133,11 +216,14 @@ def job_outcome(services: Services, job_id: str, owner: str) -> Iterator[None]:
                           f"internal error while rendering ({type(exc).__name__})")
 
 
-def load_plan(services: Services, job_id: str) -> JobPlan:
+def load_plan(services: Services, job: Job | str) -> JobPlan:
+    """The plan of a job, from its row (or its id: a line rendered for another attempt)."""
     with services.db.session() as session:
-        job = repo.load_job(session, job_id)
-        if job is None or job.deleted_at is not None:
-            raise JobLost(job_id)
+        if isinstance(job, str):
+            job_id, row = job, repo.load_job(session, job)
+            if row is None or row.deleted_at is not None:
+                raise JobLost(job_id)
+            job = row
         request = SynthesisRequest.model_validate(job.request)
         wanted = {line.speaker_id for line in request.script}
         speakers = repo.speakers_by_id(session, job.tenant_id, wanted)
@@ -145,7 +231,7 @@ def load_plan(services: Services, job_id: str) -> JobPlan:
     if missing:
         raise SynthesisFailed(f"speaker(s) {', '.join(missing)} were deleted after submission")
     voices = {sid: voice_for(services, spk) for sid, spk in speakers.items()}
-    return JobPlan(job_id, job.tenant_id, request, speakers, voices, job.created_at)
+    return JobPlan(job.id, job.tenant_id, request, speakers, voices, job.created_at)
 
 
 def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
@@ -157,11 +243,13 @@ def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
     clips: list[np.ndarray] = []
     pauses: list[int] = []
     words: list[TimedWord] = []
+    spoken: list[str] = []
     offset = 0
     for piece in split_pauses(line.text, services.settings.max_pause_ms):
         clip = np.zeros(0, np.float32)
         if piece.text.strip():
             norm = normalize(piece.text, voice.lang)
+            spoken.append(norm.spoken_text)
             out = services.engine.synthesize(norm.spoken_text, voice, speed=line.speed)
             clip = fade_edges(resample(out.audio, out.sample_rate, rate), rate)
             ratio = len(clip) / max(1, len(out.audio))
@@ -174,7 +262,10 @@ def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
         pauses.append(pause)
         offset += len(clip) + pause
     audio, _ = concat_with_pauses(clips, pauses)
-    return RenderedLine(audio, words, time.perf_counter() - started)
+    meta = {"engine": services.engine.name, "profile_version": voice.profile.get("version"),
+            "seed": None, "speaker_id": voice.speaker_id, "text": line.text,
+            "speed": line.speed, "spoken": spoken}
+    return RenderedLine(audio, words, time.perf_counter() - started, meta)
 
 
 def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
@@ -247,79 +338,27 @@ def speaker_stems(request: SynthesisRequest, levelled: list[np.ndarray], offsets
     return {sid: (track * envelope).astype(np.float32) for sid, track in stems.items()}
 
 
-def record_units(services: Services, job_id: str, owner: str, done: int, total: int) -> None:
-    """Store progress and renew the lease; stop if the job is no longer this attempt's."""
-    with services.db.session() as session:
-        still_ours = repo.record_progress(session, job_id, owner, done, total,
-                                          services.settings.job_lease_seconds)
-    if not still_ours:
-        raise JobLost(job_id)
-
-
-# --- fanned-out rendering: one line per unit, assembled once every line is stored -------------
-# Used by the celery runner (jobs/celery_app.py); `run_job` above stays the one-process path.
-
-UNIT_CONTENT_TYPE = "application/octet-stream"
-
-
-def unit_folder(prefix: str, index: int) -> str:
-    return f"{prefix}/units/{index}"
-
-
-def pack_unit(rendered: RenderedLine) -> bytes:
-    """A rendered line as .npz: float32 audio, its words and render time (no pickles)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, audio=rendered.audio.astype(np.float32),
-             words=np.array([w.text for w in rendered.words], dtype=str),
-             starts=np.array([w.start for w in rendered.words], dtype=np.int64),
-             ends=np.array([w.end for w in rendered.words], dtype=np.int64),
-             render_seconds=np.float64(rendered.render_seconds))
-    return buffer.getvalue()
-
-
-def unpack_unit(data: bytes) -> RenderedLine:
-    with np.load(io.BytesIO(data), allow_pickle=False) as unit:
-        words = [TimedWord(str(text), int(start), int(end))
-                 for text, start, end in zip(unit["words"], unit["starts"], unit["ends"],
-                                             strict=True)]
-        return RenderedLine(unit["audio"].astype(np.float32), words,
-                            float(unit["render_seconds"]))
-
-
-def missing_units(services: Services, plan: JobPlan) -> list[int]:
-    """Indexes of the lines not rendered yet, in script order."""
-    with services.db.session() as session:
-        done = repo.unit_keys(session, plan.job_id)
-    return [i for i in range(len(plan.request.script)) if i not in done]
-
-
-def render_unit(services: Services, plan: JobPlan, index: int) -> bool:
-    """Render line `index` into storage and record it; False if the job stopped running.
+def render_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine | None:
+    """Render line `index` into its unit and record it; None if the job stopped running.
 
     Rendering a line twice is harmless: the file key is fixed and the first row is kept.
+    Progress is the number of recorded units and only goes up.
     """
-    key = f"{unit_folder(plan.prefix, index)}/line.npz"
-    services.storage.put(key, pack_unit(render_line(services, plan, index)), UNIT_CONTENT_TYPE)
+    line = render_line(services, plan, index)
+    key = units.unit_key(plan.prefix, index)
+    services.storage.put(key, units.pack_unit(line), units.UNIT_CONTENT_TYPE)
     with services.db.session() as session:
         running = repo.record_unit(session, plan.job_id, index, key, plan.units_total)
     if not running:
         # The file was written after the job finished or was deleted: it must not stay.
-        services.storage.delete_prefix(unit_folder(plan.prefix, index))
-    return running
+        services.storage.delete_prefix(units.unit_folder(plan.prefix, index))
+        return None
+    return line
 
 
-def assemble_units(services: Services, plan: JobPlan, owner: str) -> None:
-    """Join the stored lines into the job's files (as `run_job` does), then drop the lines."""
-    with services.db.session() as session:
-        keys = repo.unit_keys(session, plan.job_id)
-    rendered = [unpack_unit(services.storage.get(keys[i]))
-                for i in range(len(plan.request.script))]
-    assemble(services, plan, rendered, owner)
-    discard_units(services, plan.job_id, plan.prefix)
-
-
-def discard_units(services: Services, job_id: str, prefix: str) -> None:
-    """Remove a finished job's rendered lines: files first, then the rows that point at them."""
-    services.storage.delete_prefix(f"{prefix}/units")
-    with services.db.session() as session:
-        repo.clear_units(session, job_id)
+def load_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine:
+    """A line stored by another process or an earlier attempt."""
+    try:
+        return units.unpack_unit(services.storage.get(units.unit_key(plan.prefix, index)))
+    except units.UnitUnreadable as exc:
+        raise SynthesisFailed(f"the stored rendering of line {index} is unreadable") from exc

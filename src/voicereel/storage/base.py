@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
+from fastapi import APIRouter
+
 from voicereel.errors import BadRequest
 
 # Keys are built by the service only (tenant, resource id, fixed file names), never from a
@@ -38,3 +40,11 @@ class Storage(Protocol):
         ...
 
     def ready(self) -> bool: ...
+
+    def prepare(self) -> None:
+        """Make the store usable (run by `voicereel migrate` and `serve`), e.g. its bucket."""
+        ...
+
+    def download_router(self) -> APIRouter | None:
+        """Routes the API mounts for this store's downloads; None when clients fetch elsewhere."""
+        ...

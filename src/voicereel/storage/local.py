@@ -1,4 +1,8 @@
-"""Local storage: files under the data dir, served by the API through signed URLs."""
+"""Local storage: files under the data dir, served by the API through signed URLs.
+
+The download route (`GET /v1/files/{key}?expires=&name=&sig=`) belongs to this store: the API
+mounts whatever `download_router()` returns.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from voicereel.auth.urls import sign_url
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from voicereel.auth.urls import FILES_PATH, sign_url, verify_url
 from voicereel.errors import NotFound
 from voicereel.storage.base import check_key
 
@@ -63,3 +71,30 @@ class LocalStorage:
 
     def ready(self) -> bool:
         return os.access(self.root, os.W_OK)
+
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def download_router(self) -> APIRouter:
+        """Downloads of stored files, only through signed, expiring URLs."""
+        router = APIRouter(tags=["files"])
+
+        @router.get(FILES_PATH + "{key:path}", response_class=FileResponse)
+        def download(key: str, expires: Annotated[str, Query(max_length=20)] = "",
+                     name: Annotated[str, Query(max_length=200)] = "",
+                     sig: Annotated[str, Query(max_length=128)] = "") -> FileResponse:
+            verify_url(self._secret, key, expires, name, sig)
+            path = self.path(key)  # the key was signed by us; path() checks it once more
+            if not path.is_file():
+                raise NotFound("the file has been deleted")
+            return FileResponse(path, media_type=_media_type(path.suffix),
+                                filename=name or path.name)
+
+        return router
+
+
+def _media_type(suffix: str) -> str:
+    from voicereel.audio.encode import CONTENT_TYPES as AUDIO
+    from voicereel.domain.captions import CONTENT_TYPES as CAPTIONS
+
+    return {**AUDIO, **CAPTIONS}.get(suffix.lstrip("."), "application/octet-stream")

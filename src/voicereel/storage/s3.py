@@ -2,7 +2,7 @@
 
 Credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a
 profile, an instance role); bucket, prefix, endpoint and region from VOICEREEL_S3_* settings.
-The bucket is created by `ensure_bucket()` (run by `voicereel migrate` and `serve`) when the
+The bucket is created by `prepare()` (run by `voicereel migrate` and `serve`) when the
 credentials allow it; otherwise it must exist beforehand.
 """
 
@@ -18,13 +18,15 @@ import boto3
 from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from voicereel.errors import NotFound, ServiceUnavailable
+from voicereel.errors import NotFound, ServiceUnavailable, StorageUnavailable
 from voicereel.settings import Settings
 from voicereel.storage.base import check_key
 
 # delete_objects takes at most this many keys per call (an S3 limit).
 DELETE_BATCH = 1000
 NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "Throttling", "ServiceUnavailable"}
+TRANSIENT_RETRY_SECONDS = 5.0  # a job retried after a passing store failure waits this long
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def _code(exc: ClientError) -> str:
 
 @contextmanager
 def _unavailable_on_error(action: str) -> Iterator[None]:
-    """Store failures become one error the API renders as 503 and a job records as failed."""
+    """Store failures become one error the API renders as 503; a job retries the transient ones."""
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
@@ -57,7 +59,13 @@ def _unavailable_on_error(action: str) -> Iterator[None]:
 def _unavailable(action: str, exc: Exception) -> ServiceUnavailable:
     # The store's own message names buckets and hosts: it goes to the log, not to customers.
     log.warning("object storage could not %s: %s", action, exc)
-    return ServiceUnavailable(f"object storage could not {action}; try again later")
+    detail = f"object storage could not {action}; try again later"
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) \
+        if isinstance(exc, ClientError) else 0
+    # A 5xx, a throttle or no answer at all passes; a 4xx (denied, bad bucket) does not.
+    if not isinstance(exc, ClientError) or status >= 500 or _code(exc) in TRANSIENT_CODES:
+        return StorageUnavailable(detail, defer=TRANSIENT_RETRY_SECONDS)
+    return ServiceUnavailable(detail)
 
 
 class S3Storage:
@@ -82,7 +90,7 @@ class S3Storage:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def ensure_bucket(self) -> None:
+    def prepare(self) -> None:
         """Create the bucket unless it exists."""
         try:
             self._client.head_bucket(Bucket=self.bucket)
@@ -150,6 +158,10 @@ class S3Storage:
         url: str = self._signer.generate_presigned_url("get_object", Params=params,
                                                        ExpiresIn=ttl_seconds)
         return url
+
+    def download_router(self) -> None:
+        """Clients download from the store itself, through presigned URLs."""
+        return None
 
     def ready(self) -> bool:
         try:

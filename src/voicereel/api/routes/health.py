@@ -6,7 +6,6 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from voicereel.api.deps import RunnerDep, ServicesDep
-from voicereel.observability import broker_ready
 
 router = APIRouter(tags=["health"])
 
@@ -19,9 +18,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz")
 def readyz(services: ServicesDep, runner: RunnerDep) -> JSONResponse:
     checks = {"database": services.db.ping(), "engine": services.engine.ready(),
-              "storage": services.storage.ready(), "runner": runner.ready()}
-    if services.settings.runner == "celery":
-        checks["broker"] = broker_ready(services.settings)
+              "storage": services.storage.ready(), **runner.checks()}
     ready = all(checks.values())
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                         status_code=200 if ready else 503)

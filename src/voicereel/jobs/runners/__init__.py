@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from voicereel.jobs.runners.base import JobRunner
-from voicereel.jobs.services import Services
+from voicereel.services import Services
+from voicereel.settings import Settings
 
 
 def make_runner(services: Services) -> JobRunner:
@@ -14,3 +15,10 @@ def make_runner(services: Services) -> JobRunner:
     from voicereel.jobs.runners.inline import InlineRunner
 
     return InlineRunner(services)
+
+
+def run_worker(settings: Settings, concurrency: int) -> None:
+    """`voicereel worker`: the processes that render jobs published by the distributed runner."""
+    from voicereel.jobs.runners.celery import run_worker as run_celery_worker
+
+    run_celery_worker(settings, concurrency)
