@@ -35,6 +35,7 @@ from voicereel.db import repo
 from voicereel.db.tables import Speaker, Tenant, utcnow
 from voicereel.domain.markup import strip_markup
 from voicereel.domain.script import OutputOptions, ScriptLine, SynthesisRequest
+from voicereel.engines.registry import ENGINE_NAMES
 from voicereel.errors import NotFound, ValidationFailed
 from voicereel.jobs.pipeline import JobPlan, render_line, voice_for
 from voicereel.services import Services
@@ -42,7 +43,6 @@ from voicereel.services import Services
 SAMPLE_RATE = 24_000  # what OpenAI returns, and what `pcm` means to its clients
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 OPENAI_DATED_PREFIX = "gpt-4o-mini-tts-"
-ENGINE_MODELS = ("piper", "fish-speech")
 MIN_SPEED, MAX_SPEED = 0.25, 4.0  # what OpenAI accepts
 ENGINE_MIN_SPEED, ENGINE_MAX_SPEED = 0.5, 2.0  # what the engines render (ScriptLine.speed)
 MODELS_CREATED = 1_735_689_600  # 2025-01-01T00:00:00Z: when these model ids were first offered
@@ -130,7 +130,7 @@ def _check(services: Services, request: SpeechRequest) -> None:
     elif not strip_markup(request.input).strip():
         problems.append({"loc": ["body", "input"], "msg": "input needs words to speak"})
     if not _known_model(request.model):
-        accepted = ", ".join([*OPENAI_MODELS, f"{OPENAI_DATED_PREFIX}<date>", *ENGINE_MODELS])
+        accepted = ", ".join([*OPENAI_MODELS, f"{OPENAI_DATED_PREFIX}<date>", *ENGINE_NAMES])
         problems.append({"loc": ["body", "model"],
                          "msg": f"unknown model {request.model!r}; accepted: {accepted}"})
     if request.response_format not in SUPPORTED_FORMATS:
@@ -145,7 +145,7 @@ def _check(services: Services, request: SpeechRequest) -> None:
 
 
 def _known_model(model: str) -> bool:
-    return model in OPENAI_MODELS or model in ENGINE_MODELS \
+    return model in OPENAI_MODELS or model in ENGINE_NAMES \
         or model.startswith(OPENAI_DATED_PREFIX)
 
 

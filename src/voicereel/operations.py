@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import io
-from datetime import timedelta
-from typing import Any
 
 import soundfile as sf
 
-from voicereel import webhooks
 from voicereel.auth import signing
 from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
-from voicereel.db.tables import ApiKey, Job, Speaker, Tenant, utcnow
+from voicereel.db.tables import ApiKey, Job, Speaker, Tenant
 from voicereel.domain.script import SynthesisRequest, check_limits, units_total
 from voicereel.errors import ValidationFailed
 from voicereel.jobs.runners.base import JobRunner
@@ -118,51 +115,6 @@ def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
     # Only a committed row is dispatched; a crash here leaves a queued row the sweep finds.
     runner.submit(job.id)
     return job
-
-
-def job_view(services: Services, tenant: Tenant, job_id: str, base_url: str) -> dict[str, Any]:
-    """The job as the API shows it, with download URLs valid for the configured TTL."""
-    settings = services.settings
-    with services.db.session() as session:
-        job = repo.get_job(session, tenant.id, job_id)
-        files = repo.job_files(session, job.id) if job.status == "succeeded" else []
-    view: dict[str, Any] = {
-        "id": job.id, "status": job.status, "progress": round(job.progress, 4),
-        "units_done": job.units_done, "units_total": job.units_total,
-        "created_at": job.created_at.isoformat(),
-        "started_at": job.started_at.isoformat() if job.started_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-        "attempts": job.attempts, "error": job.error, "result": None,
-        "callback_url": (job.request or {}).get("callback_url"),
-        "webhook_attempts": webhooks.attempts_view(services, job.id),
-    }
-    if job.status == "succeeded":
-        ttl = settings.url_ttl_seconds
-        result: dict[str, Any] = {
-            "duration": job.audio_seconds,
-            "expires_at": (utcnow() + timedelta(seconds=ttl)).isoformat(),
-            "captions": {},
-            "stems": {},
-        }
-        for f in files:
-            name = f"{job.id}-{f.key.rsplit('/', 1)[-1]}"
-            link = {"url": absolute(services.storage.url(f.key, ttl, name), base_url,
-                                    settings.public_url),
-                    "content_type": f.content_type, "size_bytes": f.size_bytes}
-            if f.kind == "audio":
-                result["audio"] = link
-            elif f.kind.startswith("captions."):
-                result["captions"][f.kind.split(".", 1)[1]] = link
-            elif f.kind.startswith("stem:"):
-                result["stems"][f.kind.split(":", 1)[1]] = link
-        view["result"] = result
-    return view
-
-
-def absolute(url: str, base_url: str, public_url: str) -> str:
-    if url.startswith(("http://", "https://")):
-        return url
-    return (public_url or base_url).rstrip("/") + url
 
 
 def delete_job(services: Services, tenant: Tenant, job_id: str) -> None:

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'voicereel.db').resolve()}"
 
+    @property
+    def resolved_rate_limit_redis_url(self) -> str:
+        """Where request counters are shared: the setting, else the broker when one runs."""
+        return self.rate_limit_redis_url or (self.broker_url if self.runner == "celery" else "")
+
     def resolved_signing_secret(self) -> bytes:
         """The URL-signing secret; in development it is generated once and kept in the data dir."""
         if self.signing_secret:

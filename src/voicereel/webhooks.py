@@ -22,20 +22,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from voicereel.db import repo
-from voicereel.db.tables import Tenant
+from voicereel.domain.jobs import CALLBACK_STATES
 from voicereel.errors import CallbackUrlRefused
+from voicereel.jobs import views
 from voicereel.services import Services
 from voicereel.settings import Settings
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "VoiceReel-Webhook-Signature"
-FINAL_STATES = ("succeeded", "failed")
 
 
 def new_webhook_secret() -> str:
@@ -130,12 +129,10 @@ def deliver(services: Services, job_id: str,
 
     True when delivered (now or before). Every attempt is recorded on the job.
     """
-    from voicereel import operations
-
     settings = services.settings
     with services.db.session() as session:
         job = repo.load_job(session, job_id)
-        if job is None or job.status not in FINAL_STATES:
+        if job is None or job.status not in CALLBACK_STATES:
             return False
         url = (job.request or {}).get("callback_url")
         if not url:
@@ -147,9 +144,8 @@ def deliver(services: Services, job_id: str,
         status = job.status
         first_attempt = len(attempts) + 1
     secret = webhook_secret(services, tenant_id)
-    # job_view reads only the tenant's id; a transient row spares a query
-    view = operations.job_view(services, Tenant(id=tenant_id, name=""), job_id,
-                               settings.public_url or "")
+    view = views.job_view(services, tenant_id, job_id,
+                          settings.public_url or "").model_dump(mode="json")
     body = json.dumps({"type": f"job.{status}", "job": view}, separators=(",", ":")).encode()
     delay = settings.webhook_backoff_seconds
     for attempt in range(first_attempt, settings.webhook_max_attempts + 1):
@@ -181,10 +177,3 @@ def _post(settings: Settings, url: str, secret: str, body: bytes) -> tuple[int |
         return None, f"{type(exc).__name__}: {exc}"[:500]
     error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     return response.status_code, error
-
-
-def attempts_view(services: Services, job_id: str) -> list[dict[str, Any]]:
-    """The job's delivery attempts as the API shows them."""
-    with services.db.session() as session:
-        return [{"attempt": a.attempt, "at": a.at.isoformat(), "status_code": a.status_code,
-                 "error": a.error} for a in repo.webhook_attempts(session, job_id)]

@@ -16,6 +16,7 @@ from voicereel import operations
 from voicereel.db import repo
 from voicereel.db.tables import Job, utcnow
 from voicereel.domain.script import SynthesisRequest
+from voicereel.jobs import views
 from voicereel.jobs.pipeline import ThreadedLines, run_job
 from voicereel.jobs.runners.inline import InlineRunner
 from voicereel.services import Services
@@ -95,12 +96,12 @@ def test_failed_job_has_readable_error(services: Services, tenant_name: str,
     job_id = _queued_job(services, tenant_name, bob.id)
     operations.delete_speaker(services, tenant, bob.id)  # its voice is gone before it runs
     run_job(services, job_id, "test-worker", ThreadedLines(1))
-    job = operations.job_view(services, tenant, job_id, "http://test")
+    job = views.job_view(services, tenant.id, job_id, "http://test").model_dump()
     assert job["status"] == "failed"
     assert bob.id in job["error"] and "deleted" in job["error"]
     assert job["result"] is None
     run_job(services, job_id, "test-worker", ThreadedLines(1))  # a second delivery changes nothing
-    assert operations.job_view(services, tenant, job_id, "http://test")["attempts"] == 1
+    assert views.job_view(services, tenant.id, job_id, "http://test").attempts == 1
 
 
 def test_delete_cancels_unfinished_job(client: TestClient, services: Services,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from voicereel.db.tables import Speaker
+from voicereel.domain.jobs import JobStatus
+from voicereel.jobs.views import FileLink, JobOut, JobResult, WebhookAttemptOut
+
+__all__ = ["FileLink", "JobOut", "JobResult", "WebhookAttemptOut"]  # the job's shape, re-exported
 
 
 class SpeakerOut(BaseModel):
@@ -35,44 +39,7 @@ def speaker_out(speaker: Speaker) -> dict[str, Any]:
 
 class JobAccepted(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
-
-
-class FileLink(BaseModel):
-    url: str
-    content_type: str
-    size_bytes: int
-
-
-class JobResult(BaseModel):
-    duration: float | None
-    expires_at: datetime
-    audio: FileLink
-    captions: dict[str, FileLink]
-    stems: dict[str, FileLink]
-
-
-class JobOut(BaseModel):
-    id: str
-    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
-    progress: float
-    units_done: int
-    units_total: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    attempts: int
-    error: str | None
-    result: JobResult | None
-    callback_url: str | None = None
-    webhook_attempts: list[WebhookAttemptOut] = []
-
-
-class WebhookAttemptOut(BaseModel):
-    attempt: int
-    at: datetime
-    status_code: int | None
-    error: str | None
+    status: JobStatus
 
 
 class Problem(BaseModel):

@@ -1,7 +1,7 @@
 """Per-key rate limits: requests per minute (fixed one-minute windows) and concurrent jobs.
 
 Request counters live in Redis when one is configured (`rate_limit_redis_url`, or the broker
-with the celery runner), so that every API process shares them; otherwise in this process.
+of the distributed runner), so that every API process shares them; otherwise in this process.
 Concurrent jobs are counted from the jobs table, which every process shares already.
 Headers follow the IETF RateLimit header fields draft: `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` (seconds until the window resets), and `Retry-After`
@@ -68,8 +68,7 @@ class RedisCounter:
 
 
 def make_counter(settings: Settings) -> Counter:
-    url = settings.rate_limit_redis_url or (
-        settings.broker_url if settings.runner == "celery" else "")
+    url = settings.resolved_rate_limit_redis_url
     return RedisCounter(url) if url else MemoryCounter()
 
 

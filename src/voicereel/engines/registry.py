@@ -5,6 +5,9 @@ from __future__ import annotations
 from voicereel.engines.base import Engine
 from voicereel.settings import Settings
 
+# Every engine's name; any of them is accepted as a model name and renders with the configured one.
+ENGINE_NAMES = ("piper", "fish-speech")
+
 
 def make_engine(settings: Settings) -> Engine:
     if settings.engine == "fish-speech":

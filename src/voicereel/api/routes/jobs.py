@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
@@ -11,6 +11,7 @@ from voicereel import idempotency, operations
 from voicereel.api.deps import CurrentCaller, CurrentTenant, RunnerDep, ServicesDep
 from voicereel.api.schemas import JobAccepted, JobOut
 from voicereel.domain.script import SynthesisRequest
+from voicereel.jobs import views
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -32,8 +33,8 @@ def synthesize(body: SynthesisRequest, services: ServicesDep, runner: RunnerDep,
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
 def get_job(job_id: str, request: Request, services: ServicesDep,
-            tenant: CurrentTenant) -> Any:
-    return operations.job_view(services, tenant, job_id, str(request.base_url))
+            tenant: CurrentTenant) -> JobOut:
+    return views.job_view(services, tenant.id, job_id, str(request.base_url))
 
 
 @router.delete("/jobs/{job_id}", status_code=204)
