@@ -26,7 +26,7 @@ from voicereel.db.tables import Job
 from voicereel.demo import VOICES, make_reference
 from voicereel.domain.script import SynthesisRequest
 from voicereel.jobs.runners.celery import CeleryRunner
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
 SENTENCES = [

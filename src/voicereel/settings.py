@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     page_size_max: int = Field(100, ge=1)
     openai_max_input_chars: int = Field(4096, ge=1)  # /v1/audio/speech `input`, as OpenAI's
 
+    # piper engine: its generator and phoneme-width noise (None: the voice's own, 0.667 and
+    # 0.8); both 0 render a line the same way every time, e.g. to compare runs
+    piper_noise_scale: float | None = Field(None, ge=0, le=2)
+    piper_noise_w_scale: float | None = Field(None, ge=0, le=2)
+
     # fish-speech engine
     fish_speech_urls: str = ""  # comma-separated base URLs
     fish_speech_api_key: str = ""

@@ -157,7 +157,9 @@ class PiperEngine:
         from piper import SynthesisConfig
 
         voice = self._model()
-        config = SynthesisConfig(length_scale=length_scale, normalize_audio=False)
+        config = SynthesisConfig(length_scale=length_scale, normalize_audio=False,
+                                 noise_scale=self._settings.piper_noise_scale,
+                                 noise_w_scale=self._settings.piper_noise_w_scale)
         pieces: list[np.ndarray] = []
         phones: list[tuple[str, int, int]] = []  # phoneme, start, end (samples in the line)
         offset = 0
