@@ -58,8 +58,10 @@ def register_speaker(services: Services, tenant: Tenant, name: str, data: bytes,
     if len(transcript) > settings.max_transcript_chars:
         errors.append({"loc": ["body", "transcript"],
                        "msg": f"at most {settings.max_transcript_chars} characters"})
-    if not lang.strip() or len(lang) > 20:
-        errors.append({"loc": ["body", "lang"], "msg": "lang must be a language tag like en"})
+    if not lang.strip() or len(lang) > settings.max_lang_chars:
+        errors.append({"loc": ["body", "lang"],
+                       "msg": f"lang must be a language tag like en (at most "
+                              f"{settings.max_lang_chars} characters)"})
     if errors:
         raise ValidationFailed("the speaker is not valid", errors=errors)
     decoded, report = decode_reference(data, settings)

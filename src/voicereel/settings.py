@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     default_pause_ms: int = Field(250, ge=0)
     loudness_lufs: float = Field(-16.0, ge=-40, le=-5)  # master target, BS.1770 integrated
     true_peak_dbtp: float = Field(-1.0, ge=-10, le=0)  # ceiling of the master and stems
-    max_name_chars: int = Field(100, ge=1)
+    max_name_chars: int = Field(100, ge=1)  # a speaker's name
+    max_lang_chars: int = Field(35, ge=2)  # a speaker's language tag (BCP 47)
     max_transcript_chars: int = Field(20_000, ge=1)
     page_size_default: int = Field(20, ge=1)
     page_size_max: int = Field(100, ge=1)

@@ -20,10 +20,10 @@ router = APIRouter(prefix="/v1/speakers", tags=["speakers"])
 @router.post("", status_code=201, response_model=SpeakerOut)
 def create_speaker(
     services: ServicesDep, tenant: CurrentTenant,
-    name: Annotated[str, Form(max_length=200)],
+    name: Annotated[str, Form()],
     audio: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3 reference")],
     transcript: Annotated[str, Form()] = "",
-    lang: Annotated[str, Form(max_length=20)] = "en",
+    lang: Annotated[str, Form()] = "en",
     idempotency_key: Annotated[str | None, Header(
         alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_CHARS)] = None,
 ) -> Any:
