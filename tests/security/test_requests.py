@@ -28,7 +28,8 @@ from pydantic import ValidationError
 from tests.api.trust_helpers import problem
 from tests.conftest import database_backends, postgres_schema
 from voicereel import operations
-from voicereel.jobs.services import Services, build_services
+from voicereel.auth import signing
+from voicereel.services import Services, build_services
 from voicereel.settings import SECRET_FILE_NAME, Settings
 from voicereel.storage.local import LocalStorage
 
@@ -211,25 +212,37 @@ def test_a_non_ascii_digit_in_a_signature_timestamp_is_a_401(server: Server) -> 
         problem(answer, 401, "signature-stale")
 
 
+def _signed_get(client: httpx.Client, key: str, secret: str, target: str) -> httpx.Response:
+    stamp = str(int(time.time()))
+    return client.get(target, headers={
+        "authorization": f"Bearer {key}", "VoiceReel-Timestamp": stamp,
+        "VoiceReel-Signature": signing.sign(secret, stamp, "GET", target, b"")})
+
+
 def test_the_signing_secret_is_read_once_at_start(server: Server) -> None:
+    # Both users of the service secret: the sealed signing secrets of keys, and download URLs.
+    key, secret = server.key(require_signature=True)
+    assert secret
     storage = server.services.storage
-    key = f"t-secret/{uuid.uuid4().hex}/note.txt"
-    storage.put(key, b"kept", "text/plain")
-    signed_by_start_secret = storage.url(key, 600, "note.txt")
+    file_key = f"t-secret/{uuid.uuid4().hex}/note.txt"
+    storage.put(file_key, b"kept", "text/plain")
+    signed_by_start_secret = storage.url(file_key, 600, "note.txt")
     secret_file = server.data_dir / SECRET_FILE_NAME
     original = secret_file.read_text()
     secret_file.write_text(secrets.token_hex(32))  # the file changes under the running server
     try:
         new_secret = server.services.settings.resolved_signing_secret()  # reads the file
         signed_by_new_file = LocalStorage(server.data_dir / "files", new_secret).url(
-            key, 600, "note.txt")
+            file_key, 600, "note.txt")
         with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            request = _signed_get(client, key, secret, "/v1/speakers")
             kept = client.get(signed_by_start_secret)
             changed = client.get(signed_by_new_file)
     finally:
         secret_file.write_text(original)
-    print(f"after the secret file changed: start-secret URL {kept.status_code}, "
-          f"new-file URL {changed.status_code}")
+    print(f"after the secret file changed: signed request {request.status_code}, "
+          f"start-secret URL {kept.status_code}, new-file URL {changed.status_code}")
+    assert request.status_code == 200, request.text
     assert kept.status_code == 200 and kept.content == b"kept"
     problem(changed, 403, "url-invalid")
 

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voicereel import errors
 from voicereel.api import problems
 from voicereel.auth.signing import SIGNATURE_HEADER
+from voicereel.auth.urls import FILES_PATH
 from voicereel.db.tables import ApiKey, Tenant
 
 BODY_SHA256 = "voicereel.body_sha256"
@@ -36,15 +37,14 @@ _SIGNATURE_HEADER = SIGNATURE_HEADER.lower().encode()
 UPLOAD_ROUTE = ("POST", "/v1/speakers")
 # Multipart framing and form fields around the audio file.
 UPLOAD_OVERHEAD_BYTES = 1024 * 1024
-# Signed download URLs carry their own proof; the rest of /v1 needs a key.
-_KEYLESS_PREFIXES = ("/v1/files/",)
 
 Identify = Callable[[str], tuple[ApiKey, Tenant]]
 
 
 def needs_key(path: str) -> bool:
     """Whether a request to `path` must name a valid API key (probes, docs and files do not)."""
-    return path.startswith("/v1/") and not path.startswith(_KEYLESS_PREFIXES)
+    # signed download URLs carry their own proof
+    return path.startswith("/v1/") and not path.startswith(FILES_PATH)
 
 
 class BodyGuard:
