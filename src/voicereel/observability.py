@@ -49,6 +49,10 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
 # Probes and scrapes arrive every few seconds; their access lines would drown the rest.
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+# The method label takes only these; any other token a client sends counts as "other", so
+# invented methods cannot grow the metric series without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                           "CONNECT"})
 
 request_id_var: ContextVar[str | None] = ContextVar("voicereel_request_id", default=None)
 job_id_var: ContextVar[str | None] = ContextVar("voicereel_job_id", default=None)
@@ -251,8 +255,9 @@ class ObservabilityMiddleware:
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route = getattr(scope.get("route"), "path_format", None) or "unmatched"
         method = scope["method"]
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(method, route).observe(elapsed)
+        label = method if method in KNOWN_METHODS else "other"
+        self.metrics.requests.labels(label, route, str(status)).inc()
+        self.metrics.latency.labels(label, route).observe(elapsed)
         access_log.log(logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
                        "%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000,
                        extra={"method": method, "path": scope["path"], "route": route,

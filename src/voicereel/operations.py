@@ -36,7 +36,7 @@ def create_key_with_options(services: Services, tenant_name: str, *,
     Both plaintexts are returned once; the secret is stored encrypted (auth/signing.py).
     """
     secret = signing.new_signing_secret() if require_signature else None
-    sealed = (signing.encrypt_secret(services.settings.resolved_signing_secret(), secret)
+    sealed = (signing.encrypt_secret(services.signing_secret, secret)
               if secret else None)
     with services.db.session() as session:
         tenant = repo.get_or_create_tenant(session, tenant_name)

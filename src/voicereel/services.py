@@ -18,8 +18,11 @@ class Services:
     db: Database
     storage: Storage
     engine: Engine
+    signing_secret: bytes  # the service secret, resolved once (it may live in a file)
 
 
 def build_services(settings: Settings) -> Services:
+    secret = settings.resolved_signing_secret()
     return Services(settings=settings, db=Database(settings.resolved_database_url),
-                    storage=make_storage(settings), engine=make_engine(settings))
+                    storage=make_storage(settings, secret), engine=make_engine(settings),
+                    signing_secret=secret)

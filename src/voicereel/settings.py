@@ -15,6 +15,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_FILE_NAME = "signing-secret"
+# 32 bytes match HMAC-SHA256's strength; a shorter secret is open to offline guessing from one
+# signed download URL.
+MIN_PRODUCTION_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -90,6 +93,8 @@ class Settings(BaseSettings):
 
     # Request signing, idempotency, rate limits, webhooks (docs/security.md)
     signature_tolerance_seconds: int = Field(300, ge=1)  # accepted clock skew, either way
+    # Any request body but an upload's; JSON is parsed whole into memory (several times its size).
+    max_json_body_bytes: int = Field(1024 * 1024, ge=1024)
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)  # how long a key's answer is kept
     idempotency_wait_seconds: float = Field(120.0, gt=0)  # a racing duplicate waits this long
     rate_limit_per_minute: int = Field(300, ge=0)  # requests per API key; 0: unlimited
@@ -118,8 +123,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:
-        if self.env == "production" and not self.signing_secret:
+        if self.env != "production":
+            return self
+        if not self.signing_secret:
             raise ValueError("VOICEREEL_SIGNING_SECRET is required when VOICEREEL_ENV=production")
+        if len(self.signing_secret.encode()) < MIN_PRODUCTION_SECRET_BYTES:
+            raise ValueError(f"VOICEREEL_SIGNING_SECRET must hold at least "
+                             f"{MIN_PRODUCTION_SECRET_BYTES} bytes when VOICEREEL_ENV=production "
+                             f"(e.g. openssl rand -hex 32)")
         return self
 
     @model_validator(mode="after")
@@ -141,7 +152,9 @@ class Settings(BaseSettings):
         return self.rate_limit_redis_url or (self.broker_url if self.runner == "celery" else "")
 
     def resolved_signing_secret(self) -> bytes:
-        """The URL-signing secret; in development it is generated once and kept in the data dir."""
+        """The service secret (download URLs, sealed signing secrets); in development it is
+        generated on first use and kept in the data dir. Reads the disk: `build_services` calls
+        it once, everything else uses `Services.signing_secret`."""
         if self.signing_secret:
             return self.signing_secret.encode()
         path = self.data_dir / SECRET_FILE_NAME

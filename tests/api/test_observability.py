@@ -266,7 +266,8 @@ def test_broker_probe_and_queue_depth(services: Services) -> None:
     def celery_runner(broker_url: str) -> CeleryRunner:
         settings = services.settings.model_copy(update={"runner": "celery",
                                                         "broker_url": broker_url})
-        return CeleryRunner(Services(settings, services.db, services.storage, services.engine))
+        return CeleryRunner(Services(settings, services.db, services.storage, services.engine,
+                                     services.signing_secret))
 
     assert celery_runner(REDIS_URL).checks()["broker"]  # the test Redis must be running
     assert not celery_runner(f"redis://127.0.0.1:{_closed_port()}/0").checks()["broker"]
@@ -288,7 +289,8 @@ def test_a_database_outage_costs_only_the_job_gauges(services: Services,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     down = Database(f"postgresql+psycopg://nobody@127.0.0.1:{_closed_port()}/none")
     try:
-        metrics = Metrics(Services(services.settings, down, services.storage, services.engine),
+        metrics = Metrics(Services(services.settings, down, services.storage, services.engine,
+                                   services.signing_secret),
                           InlineRunner(services))
         assert caplog.records == []  # building the registry asked the database nothing
         metrics.requests.labels("GET", "/healthz", "200").inc()
@@ -328,7 +330,8 @@ def test_readyz_checks_the_broker_under_celery(services: Services) -> None:
                                   (f"redis://127.0.0.1:{_closed_port()}/0", False)):
         settings = services.settings.model_copy(update={"runner": "celery",
                                                         "broker_url": broker_url})
-        celery_services = Services(settings, services.db, services.storage, services.engine)
+        celery_services = Services(settings, services.db, services.storage, services.engine,
+                                   services.signing_secret)
         with TestClient(create_app(settings, celery_services)) as api:
             response = api.get("/readyz")
         assert response.json()["checks"]["broker"] is reachable

@@ -32,7 +32,8 @@ def _filled(value: str) -> str:
     """The value with every ${VAR...} replaced as deploy/env.example would fill it."""
     example = dict(line.split("=", 1) for line in (DEPLOY / "env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
-    return PLACEHOLDER.sub(lambda m: example.get(m.group(1)) or "filled-in-secret", value)
+    return PLACEHOLDER.sub(lambda m: example.get(m.group(1)) or "filled-in-secret-" + "x" * 32,
+                           value)
 
 
 def test_every_voicereel_variable_is_a_setting_and_validates(

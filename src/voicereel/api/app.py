@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
-from voicereel import __version__, errors, observability
-from voicereel.api import problems
+from voicereel import __version__, observability
+from voicereel.api import deps, problems
 from voicereel.api.body_guard import BodyGuard
 from voicereel.api.routes import health, jobs, metrics, speakers
 from voicereel.api.routes import openai_compat as openai_routes
@@ -20,9 +21,6 @@ from voicereel.auth.ratelimit import RateLimiter
 from voicereel.jobs.runners import make_runner
 from voicereel.services import Services, build_services
 from voicereel.settings import Settings, get_settings
-
-# Multipart framing and form fields around the audio file.
-BODY_OVERHEAD_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -53,19 +51,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.runner = runner
     app.state.rate_limiter = RateLimiter(settings)
     problems.install(app)
-    # Counts body bytes as they arrive: 413 even without (or despite) a Content-Length.
-    app.add_middleware(BodyGuard, max_body_bytes=settings.max_upload_bytes + BODY_OVERHEAD_BYTES)
-
-    @app.middleware("http")
-    async def refuse_oversized_bodies(request: Request,
-                                      call_next: Callable[[Request], Awaitable[Response]]
-                                      ) -> Response:
-        declared = request.headers.get("content-length")
-        limit = settings.max_upload_bytes + BODY_OVERHEAD_BYTES
-        if declared and declared.isdigit() and int(declared) > limit:
-            return problems.problem_response(errors.PayloadTooLarge(
-                f"the request body is larger than {limit} bytes"), request.url.path)
-        return await call_next(request)
+    # Keys from headers first, then per-route body limits counted as the bytes arrive.
+    app.add_middleware(BodyGuard, identify=functools.partial(deps.identify, services),
+                       max_upload_bytes=settings.max_upload_bytes,
+                       max_json_body_bytes=settings.max_json_body_bytes)
 
     for module in (speakers, jobs, health, metrics):
         app.include_router(module.router)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from voicereel.api.body_guard import BODY_SHA256, RESPONSE_HEADERS
+from voicereel.api.body_guard import BODY_SHA256, IDENTIFIED, RESPONSE_HEADERS
 from voicereel.auth import signing
 from voicereel.auth.ratelimit import RateLimiter
 from voicereel.db import repo
@@ -41,21 +41,27 @@ class Caller:
     tenant: Tenant
 
 
-def _lookup_key(services: Services, token: str) -> tuple[ApiKey, Tenant]:
+def identify(services: Services, authorization: str) -> tuple[ApiKey, Tenant]:
+    """The key an `Authorization: Bearer <key>` header value names, and its tenant.
+
+    The one key lookup: the body guard calls it before a body is read; raises Unauthorized.
+    """
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
     with services.db.session() as session:
-        found = repo.key_and_tenant(session, token)
+        found = repo.key_and_tenant(session, token.strip())
     if found is None:
         raise Unauthorized("the API key is not valid")
     return found
 
 
 def _verify_signature(services: Services, key: ApiKey, request: Request, body_sha256: str) -> None:
-    settings = services.settings
     if not key.signing_secret:
         raise SignatureMismatch("this key requires signatures but has no signing secret; "
                                 "create a new key")
     try:
-        secret = signing.decrypt_secret(settings.resolved_signing_secret(), key.signing_secret)
+        secret = signing.decrypt_secret(services.signing_secret, key.signing_secret)
     except ValueError as exc:
         raise SignatureMismatch("this key's signing secret is no longer readable by the "
                                 "service (its secret was rotated); create a new key") from exc
@@ -63,16 +69,16 @@ def _verify_signature(services: Services, key: ApiKey, request: Request, body_sh
     query: bytes = request.scope.get("query_string", b"")
     target = (raw_path + (b"?" + query if query else b"")).decode("latin-1")
     signing.verify(services.db, secret, request.headers, request.method, target, body_sha256,
-                   settings.signature_tolerance_seconds)
+                   services.settings.signature_tolerance_seconds)
 
 
 async def authenticate(request: Request, services: ServicesDep) -> Caller:
     """Bearer key, then its request signature when the key requires one, then its rate limit."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
-    key, tenant = await run_in_threadpool(_lookup_key, services, token.strip())
+    found: tuple[ApiKey, Tenant] | None = request.scope.get(IDENTIFIED)
+    if found is None:  # a route the body guard lets through without a key
+        found = await run_in_threadpool(identify, services,
+                                        request.headers.get("authorization", ""))
+    key, tenant = found
     if key.require_signature:
         body_sha256 = request.scope.get(BODY_SHA256)
         if body_sha256 is None:  # no route parameter read the body yet

@@ -77,7 +77,8 @@ def verify(db: Database, secret: str, headers: Mapping[str, str], method: str, t
     if not timestamp or not header:
         raise SignatureMissing(f"this key requires signed requests: send {TIMESTAMP_HEADER} "
                                f"and {SIGNATURE_HEADER} (see docs/security.md)")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # isdigit() alone also accepts digits int() cannot read, such as "²" (sent as byte 0xB2)
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise SignatureStale(f"{TIMESTAMP_HEADER} must be Unix time in whole seconds")
     now = time.time() if now is None else now
     if abs(now - int(timestamp)) > tolerance_seconds:

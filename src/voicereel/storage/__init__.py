@@ -1,4 +1,4 @@
-"""Storage seam: `make_storage(settings)` picks the implementation named by VOICEREEL_STORAGE."""
+"""Storage seam: `make_storage(settings, secret)` picks the one VOICEREEL_STORAGE names."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from voicereel.settings import Settings
 from voicereel.storage.base import Storage
 
 
-def make_storage(settings: Settings) -> Storage:
+def make_storage(settings: Settings, signing_secret: bytes) -> Storage:
     if settings.storage == "s3":
         from voicereel.storage.s3 import S3Storage
 
         return S3Storage(settings)
     from voicereel.storage.local import LocalStorage
 
-    return LocalStorage(settings.data_dir / "files", settings.resolved_signing_secret())
+    return LocalStorage(settings.data_dir / "files", signing_secret)
 
 
 def job_prefix(tenant_id: str, job_id: str) -> str:
