@@ -13,11 +13,11 @@ status; `api/problems.py` renders them once as RFC 9457 `application/problem+jso
     ├── Conflict (409)  ── IdempotencyKeyInUse
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
-    ├── ValidationFailed (422)  ── AudioUnreadable ── DecodeTimedOut; ReferenceTooLong,
-    │       IdempotencyKeyReused, CallbackUrlRefused,
+    ├── ValidationFailed (422)  ── AudioUnreadable ── DecodeTimedOut; AudioUnsupported,
+    │       ReferenceTooLong, IdempotencyKeyReused, CallbackUrlRefused,
     │       NotEnoughSpeech ── ReferenceSilent, ReferenceNoise, ReferenceTone, ReferenceTooShort
     ├── RateLimited (429)
-    ├── ServiceUnavailable (503)  ── RetryLater ── StorageUnavailable
+    ├── ServiceUnavailable (503)  ── RetryLater ── StorageUnavailable, DecodeBusy
     └── SynthesisFailed (job error, never an HTTP answer by itself)
 """
 
@@ -127,6 +127,12 @@ class DecodeTimedOut(AudioUnreadable):
     slug, title = "decode-timeout", "Decoding the audio took too long"
 
 
+class AudioUnsupported(ValidationFailed):
+    """The header declares a sample rate or channel count outside the accepted range."""
+
+    slug, title = "audio-unsupported", "The audio's sample rate or channel count is not accepted"
+
+
 class IdempotencyKeyReused(ValidationFailed):
     slug, title = "idempotency-key-reused", "The Idempotency-Key was used with another request"
 
@@ -183,6 +189,12 @@ class RetryLater(ServiceUnavailable):
 
 class StorageUnavailable(RetryLater):
     status, slug, title = 503, "storage-unavailable", "Storage temporarily unavailable"
+
+
+class DecodeBusy(RetryLater):
+    """Every upload-decoding slot is taken; the client should retry after `Retry-After`."""
+
+    slug, title = "decode-busy", "Too many uploads are being decoded"
 
 
 class SynthesisFailed(VoiceReelError):

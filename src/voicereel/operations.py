@@ -64,9 +64,9 @@ def register_speaker(services: Services, tenant: Tenant, name: str, data: bytes,
                               f"{settings.max_lang_chars} characters)"})
     if errors:
         raise ValidationFailed("the speaker is not valid", errors=errors)
-    decoded, report = decode_reference(data, settings)
-    profile = services.engine.analyse_reference(decoded.samples, decoded.sample_rate,
-                                                transcript, lang)
+    reference = decode_reference(data, settings, lambda samples, rate: (
+        services.engine.analyse_reference(samples, rate, transcript, lang)))
+    decoded, report, profile = reference.audio, reference.report, reference.analysis
     speaker_id = repo.new_id("spk")
     key = f"{speaker_prefix(tenant.id, speaker_id)}/reference.wav"
     buffer = io.BytesIO()

@@ -104,7 +104,12 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(6, ge=1)
     webhook_backoff_seconds: float = Field(2.0, ge=0)  # first retry delay, doubles per retry
     webhook_timeout_seconds: float = Field(10.0, gt=0)
-    decode_timeout_seconds: float = Field(60.0, gt=0)  # decoding + checking one upload
+    decode_timeout_seconds: float = Field(60.0, gt=0)  # decode + check + voice analysis
+    decode_workers: int = Field(2, ge=1, le=64)  # uploads analysed at once; more answer 503
+    decode_retry_after_seconds: int = Field(5, ge=1)  # the Retry-After of that 503
+    min_reference_sample_rate: int = Field(8_000, ge=1)  # header claims outside: 422
+    max_reference_sample_rate: int = Field(192_000, ge=1)
+    max_reference_channels: int = Field(8, ge=1)
 
     # s3 storage
     s3_bucket: str = "voicereel"

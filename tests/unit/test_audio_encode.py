@@ -10,6 +10,10 @@ import soundfile as sf
 
 from voicereel.audio import encode as enc
 from voicereel.audio.io import decode_upload, sniff_format
+from voicereel.settings import Settings
+from voicereel.uploads import header_limits
+
+LIMITS = header_limits(Settings())
 
 
 def chirp(seconds: float, rate: int) -> np.ndarray:
@@ -42,7 +46,7 @@ def test_every_format_decodes_back(fmt: str) -> None:
     x = chirp(2.0, 24000)
     data = enc.encode(x, 24000, fmt)
     assert sniff_format(data) == fmt
-    audio = decode_upload(data, max_seconds=60)
+    audio = decode_upload(data, max_seconds=60, limits=LIMITS)
     assert audio.sample_rate == 24000
     assert len(audio.samples) >= len(x)
     assert len(audio.samples) - len(x) < (3000 if fmt == "mp3" else 1)

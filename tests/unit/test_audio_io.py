@@ -13,8 +13,11 @@ from tests.unit.conftest import PIPER_RATE, join_with_gaps
 from voicereel import errors
 from voicereel.audio import io as aio
 from voicereel.audio.encode import encode
+from voicereel.settings import Settings
+from voicereel.uploads import header_limits
 
 MAX = 600.0
+LIMITS = header_limits(Settings())
 MIN_SPEECH = 30.0
 RNG = np.random.default_rng(20240601)
 
@@ -69,7 +72,7 @@ def at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
 
 
 def as_file(x: np.ndarray, rate: int, fmt: str = "wav") -> aio.DecodedAudio:
-    return aio.decode_upload(encode(x, rate, fmt), max_seconds=MAX)
+    return aio.decode_upload(encode(x, rate, fmt), max_seconds=MAX, limits=LIMITS)
 
 
 # --- sniff_format ----------------------------------------------------------------------------
@@ -98,7 +101,7 @@ def test_sniff_magic_bytes(head: bytes, expected: str | None) -> None:
 @pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3"])
 def test_decode_each_format_round_trip(speech: tuple[np.ndarray, int], fmt: str) -> None:
     x, rate = speech
-    audio = aio.decode_upload(encode(x, rate, fmt), max_seconds=MAX)
+    audio = aio.decode_upload(encode(x, rate, fmt), max_seconds=MAX, limits=LIMITS)
     assert audio.format == fmt
     assert audio.sample_rate == rate
     assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
@@ -113,7 +116,7 @@ def test_decode_downmixes_stereo_to_mono() -> None:
     buf = io.BytesIO()
     sf.write(buf, np.stack([left, np.zeros_like(left)], axis=1), 16000, format="WAV",
              subtype="FLOAT")
-    audio = aio.decode_upload(buf.getvalue(), max_seconds=MAX)
+    audio = aio.decode_upload(buf.getvalue(), max_seconds=MAX, limits=LIMITS)
     assert audio.samples.shape == left.shape
     np.testing.assert_allclose(audio.samples, left / 2, atol=1e-6)
 
@@ -125,7 +128,7 @@ def test_decode_downmixes_stereo_to_mono() -> None:
 ])
 def test_unknown_content_is_unsupported_media_type(data: bytes) -> None:
     with pytest.raises(errors.UnsupportedMediaType) as info:
-        aio.decode_upload(data, max_seconds=MAX)
+        aio.decode_upload(data, max_seconds=MAX, limits=LIMITS)
     assert info.value.status == 415
     for name in ("WAV", "FLAC", "OGG", "MP3"):
         assert name in info.value.detail
@@ -133,45 +136,45 @@ def test_unknown_content_is_unsupported_media_type(data: bytes) -> None:
 
 def test_empty_upload_is_unreadable() -> None:
     with pytest.raises(errors.AudioUnreadable):
-        aio.decode_upload(b"", max_seconds=MAX)
+        aio.decode_upload(b"", max_seconds=MAX, limits=LIMITS)
 
 
 def test_zero_sample_rate_is_unreadable() -> None:
     data = wav_bytes(np.zeros(16000, np.int16).tobytes(), rate=0)
     with pytest.raises(errors.AudioUnreadable) as info:
-        aio.decode_upload(data, max_seconds=MAX)
+        aio.decode_upload(data, max_seconds=MAX, limits=LIMITS)
     assert info.value.status == 422
 
 
 def test_zero_channels_is_unreadable() -> None:
     data = wav_bytes(np.zeros(16000, np.int16).tobytes(), rate=16000, channels=0)
     with pytest.raises(errors.AudioUnreadable):
-        aio.decode_upload(data, max_seconds=MAX)
+        aio.decode_upload(data, max_seconds=MAX, limits=LIMITS)
 
 
 def test_header_without_data_is_unreadable() -> None:
     with pytest.raises(errors.AudioUnreadable):
-        aio.decode_upload(wav_bytes(b"", rate=16000), max_seconds=MAX)
+        aio.decode_upload(wav_bytes(b"", rate=16000), max_seconds=MAX, limits=LIMITS)
 
 
 @pytest.mark.parametrize("fmt", ["flac", "ogg", "mp3"])
 def test_magic_followed_by_garbage_is_unreadable(fmt: str) -> None:
     head = encode(sine(2.0, 440), 16000, fmt)[:64]
     with pytest.raises(errors.AudioUnreadable):
-        aio.decode_upload(head + RNG.bytes(5000), max_seconds=MAX)
+        aio.decode_upload(head + RNG.bytes(5000), max_seconds=MAX, limits=LIMITS)
 
 
 def test_truncated_flac_is_unreadable(speech: tuple[np.ndarray, int]) -> None:
     data = encode(*speech, "flac")
     with pytest.raises(errors.AudioUnreadable):
-        aio.decode_upload(data[: len(data) // 2], max_seconds=MAX)
+        aio.decode_upload(data[: len(data) // 2], max_seconds=MAX, limits=LIMITS)
 
 
 def test_truncated_wav_decodes_what_is_there(speech: tuple[np.ndarray, int]) -> None:
     x, rate = speech
     pcm = (x[: 10 * rate] * 32767).astype("<i2").tobytes()
     data = wav_bytes(pcm, rate=rate, declared=40 * rate * 2)  # header claims 40 s
-    audio = aio.decode_upload(data, max_seconds=MAX)
+    audio = aio.decode_upload(data, max_seconds=MAX, limits=LIMITS)
     assert audio.duration == pytest.approx(10.0, abs=1e-3)
     # and what is there is not enough to register a speaker
     with pytest.raises(errors.ReferenceTooShort):
@@ -180,7 +183,7 @@ def test_truncated_wav_decodes_what_is_there(speech: tuple[np.ndarray, int]) -> 
 
 def test_longer_than_limit_is_refused(speech: tuple[np.ndarray, int]) -> None:
     with pytest.raises(errors.ReferenceTooLong) as info:
-        aio.decode_upload(encode(*speech, "ogg"), max_seconds=20.0)
+        aio.decode_upload(encode(*speech, "ogg"), max_seconds=20.0, limits=LIMITS)
     assert "20 s" in info.value.detail
 
 
@@ -198,7 +201,7 @@ def test_twenty_minutes_refused_from_the_header(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(sf.SoundFile, "read", no_decoding)
     with pytest.raises(errors.ReferenceTooLong) as info:
-        aio.decode_upload(data, max_seconds=MAX)
+        aio.decode_upload(data, max_seconds=MAX, limits=LIMITS)
     assert "1200.0 s" in info.value.detail
 
 
@@ -208,7 +211,7 @@ def test_non_finite_samples_are_unreadable() -> None:
     x[100] = np.nan
     sf.write(buf, x, 16000, format="WAV", subtype="FLOAT")
     with pytest.raises(errors.AudioUnreadable):
-        aio.decode_upload(buf.getvalue(), max_seconds=MAX)
+        aio.decode_upload(buf.getvalue(), max_seconds=MAX, limits=LIMITS)
 
 
 # --- resample --------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 An upload is identified by its content (magic bytes), never by its file name. `decode_upload`
 turns WAV, FLAC, OGG (Vorbis/Opus) or MP3 bytes into float32 mono samples, refusing what cannot
-be decoded (`AudioUnreadable`), what is not audio we accept (`UnsupportedMediaType`) and what is
-too long (`ReferenceTooLong`, checked from the header before the bulk of the decoding).
+be decoded (`AudioUnreadable`), what is not audio we accept (`UnsupportedMediaType`), what
+declares a sample rate or channel count outside the accepted range (`AudioUnsupported`) and what
+is too long (`ReferenceTooLong`); rate, channels and declared length are checked from the header
+before a single sample is decoded, so a header's claims never size an allocation.
 `check_reference` then measures how much of the recording is speech and says why a recording
 is refused when it is silence, noise or a steady tone.
 """
@@ -28,6 +30,10 @@ ACCEPTED_FORMATS = ("wav", "flac", "ogg", "mp3")
 _ACCEPTED_TEXT = "WAV, FLAC, OGG (Vorbis or Opus) or MP3"
 _READ_BLOCK = 1 << 16
 FFMPEG_TIMEOUT_SECONDS = 60.0
+# The fallback decoder reads MP3 from its stdin and nothing else: with the demuxer forced, a
+# playlist (HLS, ffconcat) behind an ID3 tag is never probed, and with only the pipe protocol
+# allowed, nothing a file names (http:, file:, concat:, ...) can be opened on any ffmpeg build.
+_FFMPEG_INPUT = ("-protocol_whitelist", "pipe", "-f", "mp3", "-i", "pipe:0")
 
 # MPEG audio frame header tables, for telling an MP3 frame sync from random 0xFF bytes.
 _MPEG_BAD_VERSION = 0b01
@@ -62,6 +68,26 @@ def _is_mpeg_frame_header(h: bytes) -> bool:
             and bitrate_index != 0b1111 and rate_index != 0b11)
 
 
+@dataclass(frozen=True)
+class HeaderLimits:
+    """What a file's header may declare before any of it is decoded."""
+
+    min_rate: int
+    max_rate: int
+    max_channels: int
+
+    def check(self, sample_rate: int, channels: int, fmt: str) -> None:
+        """Raise `AudioUnsupported` for a rate or channel count outside the limits."""
+        if not self.min_rate <= sample_rate <= self.max_rate:
+            raise errors.AudioUnsupported(
+                f"The {fmt.upper()} file declares a sample rate of {sample_rate} Hz; "
+                f"{self.min_rate}-{self.max_rate} Hz is accepted.")
+        if channels > self.max_channels:
+            raise errors.AudioUnsupported(
+                f"The {fmt.upper()} file declares {channels} channels; "
+                f"at most {self.max_channels} are accepted.")
+
+
 @dataclass
 class DecodedAudio:
     """Float32 mono samples in [-1, 1] (nominally) at `sample_rate`, decoded from `format`."""
@@ -75,13 +101,14 @@ class DecodedAudio:
         return len(self.samples) / self.sample_rate if self.sample_rate else 0.0
 
 
-def decode_upload(data: bytes, *, max_seconds: float) -> DecodedAudio:
+def decode_upload(data: bytes, *, max_seconds: float, limits: HeaderLimits) -> DecodedAudio:
     """Decode an uploaded recording to float32 mono, refusing bad, unknown or too long input.
 
     Raises `UnsupportedMediaType` when the content is not one of the accepted formats,
-    `AudioUnreadable` when it is empty, corrupt or undecodable, and `ReferenceTooLong` when it
-    lasts more than `max_seconds` (decided from the header where it declares a length, and in any
-    case never decoding more than `max_seconds` plus one block).
+    `AudioUnreadable` when it is empty, corrupt or undecodable, `AudioUnsupported` when its
+    header declares a sample rate or channel count outside `limits`, and `ReferenceTooLong` when
+    it lasts more than `max_seconds` (decided from the header where it declares a length, and in
+    any case never decoding more than `max_seconds` plus one block).
     """
     if not data:
         raise errors.AudioUnreadable("The uploaded file is empty.")
@@ -90,13 +117,13 @@ def decode_upload(data: bytes, *, max_seconds: float) -> DecodedAudio:
         raise errors.UnsupportedMediaType(
             f"The upload is not a recognised audio file; accepted formats: {_ACCEPTED_TEXT}.")
     try:
-        samples, sr = _decode_soundfile(data, max_seconds)
+        samples, sr = _decode_soundfile(data, max_seconds, limits, fmt)
     except _SoundfileCannotOpen:
         if fmt != "mp3":
             raise errors.AudioUnreadable(
                 f"The {fmt.upper()} file is corrupt or truncated and could not be decoded."
             ) from None
-        samples, sr = _decode_ffmpeg(data, max_seconds)
+        samples, sr = _decode_ffmpeg(data, max_seconds, limits)
     if len(samples) == 0:
         raise errors.AudioUnreadable(f"The {fmt.upper()} file holds no audio samples.")
     if not np.all(np.isfinite(samples)):
@@ -115,7 +142,8 @@ def _too_long(seconds: float, max_seconds: float) -> errors.ReferenceTooLong:
         f"The recording lasts {seconds:.1f} s; at most {max_seconds:g} s is accepted.")
 
 
-def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
+def _decode_soundfile(data: bytes, max_seconds: float, limits: HeaderLimits,
+                      fmt: str) -> tuple[np.ndarray, int]:
     try:
         f = sf.SoundFile(io.BytesIO(data))
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
@@ -124,6 +152,7 @@ def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]
         sr = int(f.samplerate)
         if sr <= 0 or f.channels <= 0:
             raise errors.AudioUnreadable("The file declares no sample rate or no channels.")
+        limits.check(sr, int(f.channels), fmt)
         # libsndfile clamps a WAV's declared data size to the bytes present, so `frames` is
         # what the file can hold; compressed formats report their declared length, which we
         # trust only to refuse early, never to size a buffer.
@@ -146,13 +175,14 @@ def _decode_soundfile(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]
     return samples.astype(np.float32, copy=False), sr
 
 
-def _decode_ffmpeg(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
+def _decode_ffmpeg(data: bytes, max_seconds: float,
+                   limits: HeaderLimits) -> tuple[np.ndarray, int]:
     """Fallback MP3 decoder for libsndfile builds older than 1.1 (no MPEG support)."""
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise errors.AudioUnreadable("MP3 decoding is not available on this server; "
                                      "upload WAV, FLAC or OGG instead.")
-    cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-i", "pipe:0",
+    cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin", *_FFMPEG_INPUT,
            "-t", f"{max_seconds + 1:.3f}", "-ac", "1", "-f", "wav", "-acodec", "pcm_f32le",
            "pipe:1"]
     try:
@@ -163,7 +193,7 @@ def _decode_ffmpeg(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
     if proc.returncode != 0 or not proc.stdout:
         raise errors.AudioUnreadable("The MP3 file is corrupt and could not be decoded.")
     try:
-        samples, sr = _decode_soundfile(proc.stdout, max_seconds + 1)
+        samples, sr = _decode_soundfile(proc.stdout, max_seconds + 1, limits, "mp3")
     except _SoundfileCannotOpen as exc:
         raise errors.AudioUnreadable("The MP3 file could not be decoded.") from exc
     return samples, sr
@@ -207,7 +237,11 @@ _CHUNK_FRAMES = 2048
 SILENCE_DBFS = -55.0  # a frame quieter than this (RMS, dB full scale) is silence
 _ACTIVE_SNR_DB = 6.0  # mean per-band excess over the band noise floors for an active frame
 _VOICED_NCCF = 0.55  # normalised autocorrelation at the pitch lag for a voiced frame
-_MAX_GAP_FRAMES = 5  # gaps up to 150 ms inside a phrase count as speech; longer pauses do not
+_MAX_GAP_FRAMES = 5  # gaps up to 150 ms inside a phrase join it into one phrase
+# A VAD's hangover: speech goes on for 180 ms after each phrase ends, so a reader's breath
+# between sentences is not lost from the count while a long silence adds only this much. Longer
+# would count the 0.3 s gaps between sentences whole, more speech than the sentences hold.
+HANGOVER_FRAMES = 6
 _MIN_RUN_VOICED = 3  # a phrase needs at least 90 ms of voicing ...
 _MIN_RUN_VOICED_SHARE = 0.1  # ... and at least 10 % of its frames voiced
 _MIN_SPEECH_SECONDS = 0.5  # below this a recording is judged by what else it holds
@@ -308,6 +342,14 @@ def _close_gaps(mask: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
+def _hang_over(mask: np.ndarray, frames: int) -> np.ndarray:
+    """`mask` with each run held on for up to `frames` more frames."""
+    out = mask.copy()
+    for _, end in _runs(mask):
+        out[end : end + frames] = True
+    return out
+
+
 def _measure(samples: np.ndarray, sample_rate: int) -> dict[str, Any]:
     x = np.asarray(samples, dtype=np.float32)
     if sample_rate != ANALYSIS_RATE:
@@ -362,7 +404,7 @@ def _measure(samples: np.ndarray, sample_rate: int) -> dict[str, Any]:
 
     out.update(
         loud_seconds=float(loud.sum() * FRAME_SECONDS),
-        speech_seconds=float(speech.sum() * FRAME_SECONDS),
+        speech_seconds=float(_hang_over(speech, HANGOVER_FRAMES).sum() * FRAME_SECONDS),
         active_seconds=float(active.sum() * FRAME_SECONDS),
         voiced_seconds=float(voiced.sum() * FRAME_SECONDS),
         modulation_db=modulation,
@@ -383,7 +425,8 @@ def analyse_speech(samples: np.ndarray, sample_rate: int) -> SpeechReport:
 
     Frames (30 ms at 16 kHz) count as speech when they stand well above the per-band noise
     floor and belong to a phrase that is voiced (periodic at a pitch between 60 and 400 Hz);
-    pauses up to 150 ms inside a phrase count, longer ones do not. The recording as a whole is
+    pauses up to 150 ms inside a phrase count, and, as a VAD's hangover, the first 180 ms after
+    each phrase (so a pause up to 180 ms between phrases counts whole). The recording as a whole is
     speech only if its loudness swings at syllable rate (2-8 Hz) and its spectral shape keeps
     changing; otherwise it is silent (nothing above -55 dBFS), a tone (a sharp, steady peak in
     the long-term spectrum) or noise.
