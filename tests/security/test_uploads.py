@@ -28,7 +28,7 @@ import soundfile as sf
 
 from tests.api.trust_helpers import problem
 from voicereel import errors, operations
-from voicereel.jobs.services import build_services
+from voicereel.services import build_services
 from voicereel.settings import Settings
 from voicereel.uploads import decode_reference
 
