@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     min_reference_sample_rate: int = Field(8_000, ge=1)  # header claims outside: 422
     max_reference_sample_rate: int = Field(192_000, ge=1)
     max_reference_channels: int = Field(8, ge=1)
+    max_reference_samples: int = Field(600 * 48_000, ge=1)  # decoded length at any rate
 
     # s3 storage
     s3_bucket: str = "voicereel"

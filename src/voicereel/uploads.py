@@ -67,7 +67,8 @@ def header_limits(settings: Settings) -> HeaderLimits:
     """What an upload's header may declare, from the settings."""
     return HeaderLimits(min_rate=settings.min_reference_sample_rate,
                         max_rate=settings.max_reference_sample_rate,
-                        max_channels=settings.max_reference_channels)
+                        max_channels=settings.max_reference_channels,
+                        max_samples=settings.max_reference_samples)
 
 
 def decode_reference(data: bytes, settings: Settings,

@@ -246,6 +246,34 @@ def test_header_bombs_are_refused_before_decoding(server: Server) -> None:
     assert growth < RSS_BOUND_MB
 
 
+def _silent_flac(rate: int, seconds: int) -> bytes:
+    buffer = io.BytesIO()
+    with sf.SoundFile(buffer, "w", rate, 1, format="FLAC", subtype="PCM_16") as f:
+        for _ in range(seconds // 10):
+            f.write(np.zeros(10 * rate, np.float32))
+    return buffer.getvalue()
+
+
+def test_length_bombs_at_high_rates_stay_small(server: Server) -> None:
+    """Silence compresses ~5000:1 in FLAC: the decoded length is capped at any rate."""
+    bombs = {  # name -> (file, the answer)
+        "192kHz-590s": (_silent_flac(192_000, 590), "reference-too-long"),
+        "192kHz-150s": (_silent_flac(192_000, 150), "reference-silent"),
+        "48kHz-600s": (_silent_flac(48_000, 600), "reference-silent"),
+    }
+    warm, _ = server.post_speaker("warm", _encode(np.zeros(16_000), 16_000))
+    problem(warm, 422, "reference-silent")
+    before = server.memory_mb()
+    figures = {}
+    for name, (data, slug) in bombs.items():
+        response, seconds = server.post_speaker(name, data)
+        problem(response, 422, slug)
+        figures[name] = f"{len(data) // 1024} KB: {slug} in {seconds:.2f}s"
+    growth = server.memory_mb()["VmHWM"] - before["VmHWM"]
+    print(f"\nlength bombs: {figures}; server peak grew {growth:.0f} MB")
+    assert growth < RSS_BOUND_MB
+
+
 def test_rate_and_channel_limits_answer_audio_unsupported(server: Server) -> None:
     pcm = bytes(4000)
     for data, claim in ((_wav(3_000_001, 1, pcm), "3000001 Hz"), (_wav(4_000, 1, pcm), "4000 Hz"),
@@ -263,7 +291,7 @@ def busy_server(tmp_path_factory: pytest.TempPathFactory, ffmpeg_dir: Path) -> I
 
 
 def test_slow_uploads_do_not_pile_up_threads(busy_server: Server) -> None:
-    slow = _encode(np.random.default_rng(4).normal(0, 0.2, 600 * 16_000), 16_000)
+    slow = _encode(np.random.default_rng(4).normal(0, 0.2, 600 * 32_000), 32_000)
     small = _encode(np.zeros(16_000), 16_000)
     response, seconds = busy_server.post_speaker("slow", slow)
     problem(response, 422, "decode-timeout")

@@ -70,11 +70,20 @@ def _is_mpeg_frame_header(h: bytes) -> bool:
 
 @dataclass(frozen=True)
 class HeaderLimits:
-    """What a file's header may declare before any of it is decoded."""
+    """What a file's header may declare before any of it is decoded.
+
+    `max_samples` caps the decoded length whatever the rate, so that a short, highly compressed
+    file at a high rate cannot decode to more memory than the longest file at 48 kHz.
+    """
 
     min_rate: int
     max_rate: int
     max_channels: int
+    max_samples: int
+
+    def max_seconds_at(self, sample_rate: int, max_seconds: float) -> float:
+        """The longest recording accepted at `sample_rate`."""
+        return min(max_seconds, self.max_samples / sample_rate)
 
     def check(self, sample_rate: int, channels: int, fmt: str) -> None:
         """Raise `AudioUnsupported` for a rate or channel count outside the limits."""
@@ -128,8 +137,9 @@ def decode_upload(data: bytes, *, max_seconds: float, limits: HeaderLimits) -> D
         raise errors.AudioUnreadable(f"The {fmt.upper()} file holds no audio samples.")
     if not np.all(np.isfinite(samples)):
         raise errors.AudioUnreadable(f"The {fmt.upper()} file holds invalid (non-finite) samples.")
-    if len(samples) > max_seconds * sr:
-        raise _too_long(len(samples) / sr, max_seconds)
+    allowed = limits.max_seconds_at(sr, max_seconds)
+    if len(samples) > allowed * sr:
+        raise _too_long(len(samples) / sr, allowed, sr)
     return DecodedAudio(samples=samples, sample_rate=sr, format=fmt)
 
 
@@ -137,9 +147,9 @@ class _SoundfileCannotOpen(Exception):
     pass
 
 
-def _too_long(seconds: float, max_seconds: float) -> errors.ReferenceTooLong:
-    return errors.ReferenceTooLong(
-        f"The recording lasts {seconds:.1f} s; at most {max_seconds:g} s is accepted.")
+def _too_long(seconds: float, max_seconds: float, sample_rate: int) -> errors.ReferenceTooLong:
+    return errors.ReferenceTooLong(f"The recording lasts {seconds:.1f} s; at most "
+                                   f"{max_seconds:g} s is accepted at {sample_rate} Hz.")
 
 
 def _decode_soundfile(data: bytes, max_seconds: float, limits: HeaderLimits,
@@ -153,26 +163,29 @@ def _decode_soundfile(data: bytes, max_seconds: float, limits: HeaderLimits,
         if sr <= 0 or f.channels <= 0:
             raise errors.AudioUnreadable("The file declares no sample rate or no channels.")
         limits.check(sr, int(f.channels), fmt)
+        max_seconds = limits.max_seconds_at(sr, max_seconds)
         # libsndfile clamps a WAV's declared data size to the bytes present, so `frames` is
         # what the file can hold; compressed formats report their declared length, which we
         # trust only to refuse early, never to size a buffer.
         if f.frames > 0 and f.frames / sr > max_seconds:
-            raise _too_long(f.frames / sr, max_seconds)
+            raise _too_long(f.frames / sr, max_seconds, sr)
         limit = int(max_seconds * sr) + 1
-        blocks: list[np.ndarray] = []
+        # Untouched pages of this buffer are never mapped in, and shrinking it at the end does
+        # not copy: the decoded samples are held once, not once in blocks and again joined.
+        samples = np.empty(limit, np.float32)
         total = 0
         try:
             while total < limit:
                 block = f.read(min(_READ_BLOCK, limit - total), dtype="float32", always_2d=True)
                 if len(block) == 0:
                     break
-                blocks.append(block.mean(axis=1, dtype=np.float32))
+                block.mean(axis=1, dtype=np.float32, out=samples[total : total + len(block)])
                 total += len(block)
         except (sf.SoundFileError, RuntimeError) as exc:
             raise errors.AudioUnreadable(
                 "The audio data is corrupt and could not be decoded.") from exc
-    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    return samples.astype(np.float32, copy=False), sr
+    samples.resize(total, refcheck=False)
+    return samples, sr
 
 
 def _decode_ffmpeg(data: bytes, max_seconds: float,
@@ -278,7 +291,10 @@ def _hz_to_mel(hz: float) -> float:
 
 _BANDS = _band_matrix()
 _WINDOW = np.hanning(FRAME).astype(np.float32)
-_VOICING_SOS = signal.butter(4, 1000.0, btype="lowpass", fs=ANALYSIS_RATE, output="sos")
+# float32 coefficients keep the filtering of a long upload in float32 (half the memory)
+_PRE_EMPHASIS = np.array([1.0, -0.95], np.float32), np.array([1.0], np.float32)
+_VOICING_SOS = signal.butter(4, 1000.0, btype="lowpass", fs=ANALYSIS_RATE,
+                             output="sos").astype(np.float32)
 _LAGS = np.arange(int(ANALYSIS_RATE / _PITCH_MAX_HZ), int(ANALYSIS_RATE / _PITCH_MIN_HZ) + 1)
 
 
@@ -288,8 +304,8 @@ def _voicing_signal(x: np.ndarray) -> np.ndarray:
     Pre-emphasis whitens brown and pink noise, whose slow wander would otherwise look periodic;
     the low-pass keeps broadband hiss from drowning the harmonics.
     """
-    y = signal.lfilter([1.0, -0.95], [1.0], x).astype(np.float32)
-    return signal.sosfilt(_VOICING_SOS, y).astype(np.float32)
+    y = signal.lfilter(*_PRE_EMPHASIS, x).astype(np.float32, copy=False)
+    return signal.sosfilt(_VOICING_SOS, y).astype(np.float32, copy=False)
 
 
 def _frame_features(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -357,8 +373,9 @@ def _measure(samples: np.ndarray, sample_rate: int) -> dict[str, Any]:
         up, down = ANALYSIS_RATE // g, sample_rate // g
         # a shorter anti-alias filter than `resample` uses: plenty for measuring, 3x cheaper
         taps = signal.firwin(6 * max(up, down) + 1, 1.0 / max(up, down),
-                             window=("kaiser", 5.0))
-        x = signal.resample_poly(x, up, down, window=taps).astype(np.float32)
+                             window=("kaiser", 5.0)).astype(np.float32)
+        # float32 taps keep the filtering in float32: a 10 min upload is not copied to float64
+        x = signal.resample_poly(x, up, down, window=taps).astype(np.float32, copy=False)
     feats = _frame_features(x)
     rms_db, bands_db, nccf = feats["rms_db"], feats["bands_db"], feats["nccf"]
     n = len(rms_db)
