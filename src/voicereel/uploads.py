@@ -1,13 +1,14 @@
 """Hostile uploads: decoding, checking and analysing a reference recording, bounded.
 
 Everything else about uploads is bounded elsewhere: the body size while it arrives
-(api/body_guard.py), the format by content and the header's claims (rate, channels, duration)
-before decoding (audio/io.py). A decoder or the engine's voice analysis may still be slow on a
-crafted file, so the whole work (decode, speech check, analysis) runs on a thread of its own
-and the request is answered 422 when it passes `decode_timeout_seconds`. A thread cannot be
-killed, so it keeps one of `decode_workers` slots until it ends by itself (`decode_upload` never
-decodes more than `max_reference_seconds`); while every slot is taken, uploads are answered 503
-with `Retry-After` instead of piling up threads.
+(api/body_guard.py), the format by content, the header's claims (rate, channels, duration)
+before decoding and the decoded length in samples at any rate (audio/io.py). A decoder or the
+engine's voice analysis may still be slow on a crafted file, so the whole work (decode, speech
+check, analysis) runs on a thread of its own and the request is answered 422 when it passes
+`decode_timeout_seconds`. A thread cannot be killed, so it keeps one of `decode_workers` slots
+until it ends by itself (`decode_upload` never decodes more than `max_reference_seconds`);
+while every slot is taken, uploads are answered 503 with `Retry-After` instead of piling up
+threads.
 """
 
 from __future__ import annotations

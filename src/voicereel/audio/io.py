@@ -116,8 +116,9 @@ def decode_upload(data: bytes, *, max_seconds: float, limits: HeaderLimits) -> D
     Raises `UnsupportedMediaType` when the content is not one of the accepted formats,
     `AudioUnreadable` when it is empty, corrupt or undecodable, `AudioUnsupported` when its
     header declares a sample rate or channel count outside `limits`, and `ReferenceTooLong` when
-    it lasts more than `max_seconds` (decided from the header where it declares a length, and in
-    any case never decoding more than `max_seconds` plus one block).
+    it lasts more than `max_seconds`, or holds more than `limits.max_samples` at its rate
+    (decided from the header where it declares a length, and in any case never decoding more
+    than that plus one sample).
     """
     if not data:
         raise errors.AudioUnreadable("The uploaded file is empty.")
@@ -251,9 +252,9 @@ SILENCE_DBFS = -55.0  # a frame quieter than this (RMS, dB full scale) is silenc
 _ACTIVE_SNR_DB = 6.0  # mean per-band excess over the band noise floors for an active frame
 _VOICED_NCCF = 0.55  # normalised autocorrelation at the pitch lag for a voiced frame
 _MAX_GAP_FRAMES = 5  # gaps up to 150 ms inside a phrase join it into one phrase
-# A VAD's hangover: speech goes on for 180 ms after each phrase ends, so a reader's breath
-# between sentences is not lost from the count while a long silence adds only this much. Longer
-# would count the 0.3 s gaps between sentences whole, more speech than the sentences hold.
+# A VAD's hangover: speech goes on for 180 ms after each phrase ends, so the pauses of a natural
+# reading are not lost from the count while a long silence adds only this much. A much longer
+# hangover would count ordinary pauses between sentences whole, more speech than was spoken.
 HANGOVER_FRAMES = 6
 _MIN_RUN_VOICED = 3  # a phrase needs at least 90 ms of voicing ...
 _MIN_RUN_VOICED_SHARE = 0.1  # ... and at least 10 % of its frames voiced
