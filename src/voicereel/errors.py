@@ -14,7 +14,7 @@ status; `api/problems.py` renders them once as RFC 9457 `application/problem+jso
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── ValidationFailed (422)  ── AudioUnreadable ── DecodeTimedOut; AudioUnsupported,
-    │       ReferenceTooLong, IdempotencyKeyReused, CallbackUrlRefused,
+    │       ReferenceTooLong, IdempotencyKeyReused, CallbackUrlRefused, AudioTooLong,
     │       NotEnoughSpeech ── ReferenceSilent, ReferenceNoise, ReferenceTone, ReferenceTooShort
     ├── RateLimited (429)
     ├── ServiceUnavailable (503)  ── RetryLater ── StorageUnavailable, DecodeBusy
@@ -139,6 +139,13 @@ class IdempotencyKeyReused(ValidationFailed):
 
 class CallbackUrlRefused(ValidationFailed):
     slug, title = "callback-url-refused", "The callback URL is not allowed"
+
+
+class AudioTooLong(ValidationFailed):
+    """The audio a script asks for (estimated at submission, or counted while rendering) passes
+    the configured limit; a job that passes it while rendering fails with this message."""
+
+    slug, title = "audio-too-long", "The requested audio is longer than allowed"
 
 
 class NotEnoughSpeech(ValidationFailed):

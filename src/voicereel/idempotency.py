@@ -6,7 +6,9 @@ stored answer (and `Idempotent-Replayed: true`), with no second resource. When t
 race, the unique constraint lets exactly one insert; the other polls until the winner's answer
 is stored (at most `idempotency_wait_seconds`, then 409). The same key with a different request
 is refused with 422. A request that fails frees its key, so a corrected retry can use it.
-Records are kept `idempotency_ttl_seconds` (24 h).
+A record still pending after `idempotency_lease_seconds` was left by a process that died
+mid-request; a retry of the same request takes it over (one conditional update, so of racing
+retries exactly one) and runs it. Records are kept `idempotency_ttl_seconds` (24 h).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def respond(services: Services, tenant_id: str, key: str | None, request_fingerp
         stored = _stored(services, tenant_id, key, request_fingerprint)
         if stored is not None:
             return stored.render(replayed=True)
+        if _take_over(services, tenant_id, key, request_fingerprint):
+            break
         if time.monotonic() > deadline:
             raise IdempotencyKeyInUse(f"a request with this {HEADER} is still being processed; "
                                       "retry it later")
@@ -96,6 +100,14 @@ def _claim(services: Services, tenant_id: str, key: str, request_fingerprint: st
     except IntegrityError:
         return False
     return True
+
+
+def _take_over(services: Services, tenant_id: str, key: str, request_fingerprint: str) -> bool:
+    """Claim the key from a request that has held it pending for longer than the lease."""
+    stale = utcnow() - timedelta(seconds=services.settings.idempotency_lease_seconds)
+    with services.db.session() as session:
+        return repo.take_over_idempotency_record(session, tenant_id, key, request_fingerprint,
+                                                 pending_before=stale)
 
 
 def _stored(services: Services, tenant_id: str, key: str,

@@ -16,7 +16,10 @@ Differences from OpenAI, on purpose:
 - `instructions` is accepted and ignored (no engine here takes style prompts).
 - Pause markup (`[pause:1s]`) in `input` works as in scripts.
 
-Each render is metered as a finished (and already deleted) job, so `GET /v1/usage` counts it.
+While it renders, a request holds one of the API key's concurrent-job slots (as a running,
+hidden job row); when done, that row is metered as a finished job, so `GET /v1/usage` counts it.
+Its audio is limited by `max_speech_audio_seconds`: estimated before rendering, counted while
+rendering.
 """
 
 from __future__ import annotations
@@ -31,12 +34,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from voicereel.audio.encode import CONTENT_TYPES
 from voicereel.audio.encode import encode as encode_audio
 from voicereel.audio.loudness import line_gain, master_envelope
+from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
-from voicereel.db.tables import Speaker, Tenant, utcnow
+from voicereel.db.tables import ApiKey, Speaker, Tenant, utcnow
 from voicereel.domain.markup import strip_markup
-from voicereel.domain.script import OutputOptions, ScriptLine, SynthesisRequest
+from voicereel.domain.script import (
+    SPEECH_AUDIO_SETTING,
+    AudioBudget,
+    OutputOptions,
+    ScriptLine,
+    SynthesisRequest,
+    text_seconds_bound,
+)
 from voicereel.engines.registry import ENGINE_NAMES
-from voicereel.errors import NotFound, ValidationFailed
+from voicereel.errors import AudioTooLong, NotFound, ValidationFailed, VoiceReelError
 from voicereel.jobs.pipeline import JobPlan, render_line, voice_for
 from voicereel.services import Services
 
@@ -95,10 +106,11 @@ def _model(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": MODELS_CREATED, "owned_by": "voicereel"}
 
 
-def create_speech(services: Services, tenant: Tenant,
+def create_speech(services: Services, tenant: Tenant, api_key: ApiKey,
                   request: SpeechRequest) -> tuple[bytes, str]:
     """Render `request.input` in the chosen voice; returns the encoded audio and its type."""
     _check(services, request)
+    settings = services.settings
     voice = request.voice.id if isinstance(request.voice, VoiceId) else request.voice
     with services.db.session() as session:
         speaker = _resolve_voice(session, tenant, voice.strip())
@@ -109,26 +121,47 @@ def create_speech(services: Services, tenant: Tenant,
             script=[ScriptLine(speaker_id=speaker.id, text=request.input, speed=speed)],
             output=OutputOptions(format="wav", sample_rate=SAMPLE_RATE), captions=[]),
         speakers={speaker.id: speaker}, voices={speaker.id: voice_for(services, speaker)},
-        created_at=utcnow())
-    audio = render_line(services, plan, 0).audio
-    audio = _level(services, audio)
-    with services.db.session() as session:  # billed like a job: usage counts every render
-        repo.record_direct_render(session, tenant.id, plan.request.model_dump(mode="json"),
-                                  characters=len(request.input),
-                                  audio_seconds=len(audio) / SAMPLE_RATE,
-                                  engine=services.engine.name)
+        created_at=utcnow(), budget=AudioBudget.for_speech(settings))
+    with services.db.session() as session:
+        check_job_slots(session, settings, api_key)
+        job_id = repo.start_direct_render(session, tenant.id, api_key.id,
+                                          plan.request.model_dump(mode="json"),
+                                          settings.max_job_seconds)
     fmt = request.response_format
-    return encode(audio, fmt), MEDIA_TYPES[fmt]
+    try:
+        audio = _level(services, render_line(services, plan, 0).audio)
+        body = encode(audio, fmt)
+    except BaseException as exc:
+        error = exc.detail if isinstance(exc, VoiceReelError) else \
+            f"internal error while rendering ({type(exc).__name__})"
+        _finish(services, job_id, request, None, error)
+        raise
+    _finish(services, job_id, request, len(audio) / SAMPLE_RATE, None)
+    return body, MEDIA_TYPES[fmt]
+
+
+def _finish(services: Services, job_id: str, request: SpeechRequest,
+            audio_seconds: float | None, error: str | None) -> None:
+    """Free the key's slot; a render that succeeded is billed like a job."""
+    with services.db.session() as session:
+        repo.finish_direct_render(session, job_id, characters=len(request.input),
+                                  audio_seconds=audio_seconds, engine=services.engine.name,
+                                  error=error)
 
 
 def _check(services: Services, request: SpeechRequest) -> None:
     problems: list[dict[str, Any]] = []
+    audio_problem: ValidationFailed | None = None
     limit = services.settings.openai_max_input_chars
     if len(request.input) > limit:
         problems.append({"loc": ["body", "input"],
                          "msg": f"at most {limit} characters (got {len(request.input)})"})
     elif not strip_markup(request.input).strip():
         problems.append({"loc": ["body", "input"], "msg": "input needs words to speak"})
+    else:
+        audio_problem = _audio_problem(services, request.input)
+        if audio_problem is not None:
+            problems.append({"loc": ["body", "input"], "msg": audio_problem.detail})
     if not _known_model(request.model):
         accepted = ", ".join([*OPENAI_MODELS, f"{OPENAI_DATED_PREFIX}<date>", *ENGINE_NAMES])
         problems.append({"loc": ["body", "model"],
@@ -141,7 +174,25 @@ def _check(services: Services, request: SpeechRequest) -> None:
         problems.append({"loc": ["body", "stream_format"],
                          "msg": "sse is not supported; the audio comes in the response body"})
     if problems:
+        if len(problems) == 1 and isinstance(audio_problem, AudioTooLong):
+            raise audio_problem
         raise ValidationFailed("the speech request is not valid; see errors", errors=problems)
+
+
+def _audio_problem(services: Services, text: str) -> ValidationFailed | None:
+    """Malformed pause markup, or more audio than one answer may hold (estimated as for jobs:
+    speech at the slowest pace plus every pause)."""
+    settings = services.settings
+    try:
+        seconds = text_seconds_bound(text, settings.max_pause_ms)
+    except ValidationFailed as exc:
+        return exc
+    if seconds <= settings.max_speech_audio_seconds:
+        return None
+    detail = (f"the input may render up to {seconds:.0f} s of audio (speech at the slowest pace "
+              f"plus every pause); {SPEECH_AUDIO_SETTING} allows "
+              f"{settings.max_speech_audio_seconds:g} s")
+    return AudioTooLong(detail, errors=[{"loc": ["body", "input"], "msg": detail}])
 
 
 def _known_model(model: str) -> bool:

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     page_size_default: int = Field(20, ge=1)
     page_size_max: int = Field(100, ge=1)
     openai_max_input_chars: int = Field(4096, ge=1)  # /v1/audio/speech `input`, as OpenAI's
+    # Rendered audio, estimated at submission and counted while rendering (domain/script.py)
+    max_job_audio_seconds: float = Field(3600.0, gt=0)  # one job's master
+    max_speech_audio_seconds: float = Field(600.0, gt=0)  # one /v1/audio/speech answer
+    # A pending Idempotency-Key record older than this is taken to be left by a crashed request
+    # and may be taken over by its retry; it must outlast the slowest keyed request (an upload).
+    idempotency_lease_seconds: float = Field(300.0, ge=1)
 
     # piper engine: its generator and phoneme-width noise (None: the voice's own, 0.667 and
     # 0.8); both 0 render a line the same way every time, e.g. to compare runs

@@ -2,7 +2,8 @@
 
 Request counters live in Redis when one is configured (`rate_limit_redis_url`, or the broker
 of the distributed runner), so that every API process shares them; otherwise in this process.
-Concurrent jobs are counted from the jobs table, which every process shares already.
+Concurrent jobs are counted from the jobs table, which every process shares already; a
+`/v1/audio/speech` render counts as a job while it runs.
 Headers follow the IETF RateLimit header fields draft: `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` (seconds until the window resets), and `Retry-After`
 on a 429.
@@ -104,11 +105,17 @@ class RateLimiter:
 
 
 def check_job_slots(session: Session, settings: Settings, key: ApiKey) -> None:
-    """Refuse a new job while the key already has its maximum of unfinished jobs."""
+    """Refuse a new job while the key already has its maximum of unfinished jobs.
+
+    Call it first in the transaction that then adds the job: the key stays locked until that
+    commits, so parallel requests take the slots one after another and never more than the
+    limit, on SQLite and PostgreSQL, from any number of API processes.
+    """
     limit = (key.max_concurrent_jobs if key.max_concurrent_jobs is not None
              else settings.max_concurrent_jobs)
     if limit == 0:
         return
+    repo.lock_api_key(session, key.id)
     running = repo.count_unfinished_jobs_for_key(session, key.id)
     if running >= limit:
         raise RateLimited(

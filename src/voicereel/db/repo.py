@@ -47,6 +47,9 @@ from voicereel.db.tables import (
 from voicereel.domain.jobs import UNFINISHED
 from voicereel.errors import BadRequest, NotFound
 
+# lease_owner of a render served outside the job queue (POST /v1/audio/speech)
+DIRECT_RENDER = "direct-render"
+
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
@@ -303,17 +306,29 @@ def finish_job(session: Session, job_id: str, owner: str, files: list[JobFile],
     return True
 
 
-def record_direct_render(session: Session, tenant_id: str, request: dict[str, Any],
-                         characters: int, audio_seconds: float, engine: str) -> Job:
-    """Meter a render served outside the job queue as a succeeded, already hidden job."""
+def start_direct_render(session: Session, tenant_id: str, api_key_id: str | None,
+                        request: dict[str, Any], lease_seconds: float) -> str:
+    """A render served outside the job queue, as a running and already hidden job: it holds
+    one of the key's job slots until `finish_direct_render`, or until its lease runs out when
+    the process serving it died. Hidden jobs are never dispatched. Returns the job id."""
     now = utcnow()
-    job = Job(id=new_id("job"), tenant_id=tenant_id, status="succeeded", request=request,
-              progress=1.0, units_total=1, units_done=1, attempts=1, characters=characters,
-              audio_seconds=audio_seconds, engine=engine, created_at=now, started_at=now,
-              finished_at=now, deleted_at=now)
+    job = Job(id=new_id("job"), tenant_id=tenant_id, status="running", request=request,
+              units_total=1, attempts=1, api_key_id=api_key_id, lease_owner=DIRECT_RENDER,
+              lease_expires_at=now + timedelta(seconds=lease_seconds), created_at=now,
+              started_at=now, deleted_at=now)
     session.add(job)
     session.flush()
-    return job
+    return job.id
+
+
+def finish_direct_render(session: Session, job_id: str, *, characters: int,
+                         audio_seconds: float | None, engine: str, error: str | None) -> None:
+    """Free the render's slot; a succeeded one is metered like a job (usage counts it)."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.lease_owner == DIRECT_RENDER)
+        .values(status="failed" if error else "succeeded", progress=1.0,
+                units_done=0 if error else 1, finished_at=utcnow(), lease_owner=None,
+                error=error, characters=characters, audio_seconds=audio_seconds, engine=engine))
 
 
 def job_is_gone(session: Session, job_id: str) -> bool:
@@ -361,11 +376,27 @@ def count_jobs_by_status(session: Session) -> dict[str, int]:
 # --- trust: rate limits, signatures, idempotency, webhooks, usage -----------------------------
 
 
+def lock_api_key(session: Session, api_key_id: str) -> None:
+    """Serialise the transactions that check and then take one of the key's job slots.
+
+    Call it first in the transaction. PostgreSQL locks the key's row; SQLite has no row locks,
+    so a write takes the database write lock: the next caller waits for the commit (a read
+    first would let two callers count the same slots free).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(ApiKey.id).where(ApiKey.id == api_key_id).with_for_update())
+    else:
+        session.execute(update(ApiKey).where(ApiKey.id == api_key_id)
+                        .values(prefix=ApiKey.prefix))
+
+
 def count_unfinished_jobs_for_key(session: Session, api_key_id: str) -> int:
+    """The key's queued and running jobs, and its direct renders still in flight."""
     return session.scalar(
         select(func.count()).select_from(Job)
         .where(Job.api_key_id == api_key_id, Job.status.in_(UNFINISHED),
-               Job.deleted_at.is_(None))
+               or_(Job.deleted_at.is_(None),
+                   and_(Job.lease_owner == DIRECT_RENDER, Job.lease_expires_at > utcnow())))
     ) or 0
 
 
@@ -386,6 +417,19 @@ def add_idempotency_record(session: Session, tenant_id: str, key: str,
 def get_idempotency_record(session: Session, tenant_id: str, key: str) -> IdempotencyRecord | None:
     return session.scalar(select(IdempotencyRecord).where(
         IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key))
+
+
+def take_over_idempotency_record(session: Session, tenant_id: str, key: str,
+                                 fingerprint: str, pending_before: datetime) -> bool:
+    """Claim a record still pending since before `pending_before` (its request died) for a
+    retry of the same request; True if this caller got it. Of racing retries one wins."""
+    result = session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key,
+               IdempotencyRecord.fingerprint == fingerprint,
+               IdempotencyRecord.status.is_(None), IdempotencyRecord.created_at < pending_before)
+        .values(created_at=utcnow()))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def complete_idempotency_record(session: Session, tenant_id: str, key: str, status: int,

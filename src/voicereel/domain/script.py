@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from voicereel.domain.markup import split_pauses, strip_markup
-from voicereel.errors import ValidationFailed
+from voicereel.domain.textnorm import normalize
+from voicereel.errors import AudioTooLong, ValidationFailed
 from voicereel.settings import Settings
 
 AudioFormat = Literal["wav", "mp3", "flac", "ogg"]
@@ -58,22 +60,78 @@ class SynthesisRequest(BaseModel):
         return list(dict.fromkeys(value))
 
 
+# Upper bounds of rendered speech at the slowest pace either engine renders (speed 0.5, or
+# piper's longest length scale whatever the speaker's own rate). Measured there: about 0.12 s
+# per spoken character, and 0.6 s for a lone short word with the engine's edges around it.
+SECONDS_PER_CHARACTER = 0.15
+SECONDS_PER_PIECE = 1.0
+JOB_AUDIO_SETTING = "VOICEREEL_MAX_JOB_AUDIO_SECONDS"
+SPEECH_AUDIO_SETTING = "VOICEREEL_MAX_SPEECH_AUDIO_SECONDS"
+
+
+def text_seconds_bound(text: str, max_pause_ms: int) -> float:
+    """At most how many seconds `text` renders to: each piece between pause markers at the
+    slowest pace (numbers counted as spoken, e.g. `1000000` as `one million`), plus every inline
+    pause. Raises ValidationFailed for malformed or too long pause markers."""
+    seconds = 0.0
+    for piece in split_pauses(text, max_pause_ms):
+        if piece.text.strip():
+            spoken = max(len(piece.text), len(normalize(piece.text).spoken_text))
+            seconds += SECONDS_PER_PIECE + SECONDS_PER_CHARACTER * spoken
+        seconds += piece.pause_after_ms / 1000
+    return seconds
+
+
+class AudioBudget:
+    """The seconds of audio one job or speech request may render, counted as its lines render
+    (from any thread): the net under the estimate checked at submission, which an engine
+    rendering far slower than expected could pass."""
+
+    def __init__(self, limit_seconds: float, setting: str) -> None:
+        self.limit_seconds = limit_seconds
+        self.setting = setting
+        self.spent_seconds = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_job(cls, settings: Settings) -> AudioBudget:
+        return cls(settings.max_job_audio_seconds, JOB_AUDIO_SETTING)
+
+    @classmethod
+    def for_speech(cls, settings: Settings) -> AudioBudget:
+        return cls(settings.max_speech_audio_seconds, SPEECH_AUDIO_SETTING)
+
+    def spend(self, seconds: float) -> None:
+        """Count rendered audio; AudioTooLong once the total passes the limit."""
+        with self._lock:
+            self.spent_seconds += seconds
+            spent = self.spent_seconds
+        if spent > self.limit_seconds:
+            raise AudioTooLong(f"the rendered audio passed {self.limit_seconds:g} s, the limit "
+                               f"of {self.setting}")
+
+
 def check_limits(request: SynthesisRequest, settings: Settings) -> None:
-    """Apply the configured limits; raise one ValidationFailed listing every problem."""
+    """Apply the configured limits; raise one ValidationFailed listing every problem (an
+    AudioTooLong when the estimated duration is the only one)."""
     errors: list[dict[str, object]] = []
     if len(request.script) > settings.max_script_lines:
         errors.append({"loc": ["body", "script"],
                        "msg": f"at most {settings.max_script_lines} lines are allowed"})
     total = 0
+    seconds = 0.0
     for i, line in enumerate(request.script):
         total += len(line.text)
         if len(line.text) > settings.max_line_chars:
             errors.append({"loc": ["body", "script", i, "text"],
                            "msg": f"at most {settings.max_line_chars} characters per line"})
         try:
-            split_pauses(line.text, settings.max_pause_ms)
+            seconds += text_seconds_bound(line.text, settings.max_pause_ms)
         except ValidationFailed as exc:
             errors.append({"loc": ["body", "script", i, "text"], "msg": exc.detail})
+        if i < len(request.script) - 1:  # the track ends with the last line's audio
+            seconds += (line.pause_after_ms if line.pause_after_ms is not None
+                        else settings.default_pause_ms) / 1000
         if not strip_markup(line.text).strip():
             errors.append({"loc": ["body", "script", i, "text"],
                            "msg": "a line needs words, not only pause markers"})
@@ -83,6 +141,13 @@ def check_limits(request: SynthesisRequest, settings: Settings) -> None:
     if total > settings.max_script_chars:
         errors.append({"loc": ["body", "script"],
                        "msg": f"at most {settings.max_script_chars} characters in all"})
+    if seconds > settings.max_job_audio_seconds:
+        detail = (f"the script may render up to {seconds:.0f} s of audio (speech at the slowest "
+                  f"pace plus every pause); {JOB_AUDIO_SETTING} allows "
+                  f"{settings.max_job_audio_seconds:g} s")
+        if not errors:
+            raise AudioTooLong(detail, errors=[{"loc": ["body", "script"], "msg": detail}])
+        errors.append({"loc": ["body", "script"], "msg": detail})
     if errors:
         raise ValidationFailed("the script exceeds the service limits", errors=errors)
 

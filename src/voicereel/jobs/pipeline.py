@@ -38,7 +38,7 @@ from voicereel.db import repo
 from voicereel.db.tables import Job, JobFile, Speaker, utcnow
 from voicereel.domain import captions as captions_mod
 from voicereel.domain.markup import split_pauses, strip_markup
-from voicereel.domain.script import SynthesisRequest, script_characters, units_total
+from voicereel.domain.script import AudioBudget, SynthesisRequest, script_characters, units_total
 from voicereel.domain.textnorm import normalize, project_spans
 from voicereel.domain.timeline import Segment, TimedWord, Timeline
 from voicereel.engines.base import Voice
@@ -81,6 +81,7 @@ class JobPlan:
     speakers: dict[str, Speaker]
     voices: dict[str, Voice]
     created_at: datetime
+    budget: AudioBudget  # the audio its lines may render, counted as they render
 
     @property
     def prefix(self) -> str:
@@ -231,7 +232,8 @@ def load_plan(services: Services, job: Job | str) -> JobPlan:
     if missing:
         raise SynthesisFailed(f"speaker(s) {', '.join(missing)} were deleted after submission")
     voices = {sid: voice_for(services, spk) for sid, spk in speakers.items()}
-    return JobPlan(job.id, job.tenant_id, request, speakers, voices, job.created_at)
+    return JobPlan(job.id, job.tenant_id, request, speakers, voices, job.created_at,
+                   AudioBudget.for_job(services.settings))
 
 
 def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
@@ -258,6 +260,7 @@ def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
                                 offset + min(len(clip), round(end * ratio)))
                       for word, (start, end) in zip(norm.original_words, spans, strict=True)]
         pause = round(rate * piece.pause_after_ms / 1000)
+        plan.budget.spend((len(clip) + pause) / rate)
         clips.append(clip)
         pauses.append(pause)
         offset += len(clip) + pause

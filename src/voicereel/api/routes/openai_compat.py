@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from voicereel import openai_speech
-from voicereel.api.deps import CurrentTenant, ServicesDep
+from voicereel.api.deps import CurrentCaller, CurrentTenant, ServicesDep
 from voicereel.openai_speech import SpeechRequest
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -18,8 +18,8 @@ _AUDIO = {"content": {media: {"schema": {"type": "string", "format": "binary"}}
 
 
 @router.post("/audio/speech", response_class=Response, responses={200: _AUDIO})
-def create_speech(body: SpeechRequest, services: ServicesDep, tenant: CurrentTenant) -> Response:
-    audio, media_type = openai_speech.create_speech(services, tenant, body)
+def create_speech(body: SpeechRequest, services: ServicesDep, caller: CurrentCaller) -> Response:
+    audio, media_type = openai_speech.create_speech(services, caller.tenant, caller.key, body)
     return Response(audio, media_type=media_type)
 
 
