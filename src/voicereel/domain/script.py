@@ -63,7 +63,7 @@ class SynthesisRequest(BaseModel):
 # Upper bounds of rendered speech at the slowest pace either engine renders (speed 0.5, or
 # piper's longest length scale whatever the speaker's own rate). Measured there: about 0.12 s
 # per spoken character, and 0.6 s for a lone short word with the engine's edges around it.
-SECONDS_PER_CHARACTER = 0.15
+SECONDS_PER_CHARACTER = 0.13
 SECONDS_PER_PIECE = 1.0
 JOB_AUDIO_SETTING = "VOICEREEL_MAX_JOB_AUDIO_SECONDS"
 SPEECH_AUDIO_SETTING = "VOICEREEL_MAX_SPEECH_AUDIO_SECONDS"
