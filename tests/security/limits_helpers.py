@@ -16,7 +16,7 @@ import httpx
 
 from voicereel.db import repo
 from voicereel.db.tables import Speaker
-from voicereel.jobs.services import Services, build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
 READY_TIMEOUT_SECONDS = 180

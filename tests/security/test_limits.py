@@ -28,7 +28,7 @@ from voicereel.domain.script import AudioBudget, text_seconds_bound
 from voicereel.engines.base import Voice
 from voicereel.errors import AudioTooLong
 from voicereel.jobs import pipeline
-from voicereel.jobs.services import build_services
+from voicereel.services import build_services
 from voicereel.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -186,7 +186,7 @@ def test_a_job_rendering_past_its_limit_fails_with_a_clear_error(database_url: s
             repo.add_job(session, Job(id=job_id, tenant_id=tenant.id, status="queued",
                                       request={"script": [{"speaker_id": speaker, "text": text}]},
                                       units_total=2))
-        pipeline.run_job(services, job_id, "test-attempt")
+        pipeline.run_job(services, job_id, "test-attempt", pipeline.ThreadedLines(1))
         with services.db.session() as session:
             job = repo.load_job(session, job_id)
             assert job is not None
