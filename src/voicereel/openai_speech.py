@@ -232,7 +232,8 @@ def _level(services: Services, audio: np.ndarray) -> np.ndarray:
     levelled = audio * line_gain(audio, SAMPLE_RATE, settings.loudness_lufs)
     envelope = master_envelope(levelled, SAMPLE_RATE, settings.loudness_lufs,
                                settings.true_peak_dbtp)
-    return (levelled * envelope).astype(np.float32)
+    levelled *= envelope
+    return levelled
 
 
 def encode(audio: np.ndarray, fmt: str) -> bytes:

@@ -1,4 +1,8 @@
-"""Loudness per ITU-R BS.1770 (pyloudnorm) and a true-peak ceiling for the master."""
+"""Loudness per ITU-R BS.1770 (pyloudnorm) and a true-peak ceiling for the master.
+
+A master may hold an hour of audio, so gain curves are float32 like the audio, and the 4x
+oversampled signal of the true-peak search is made one block at a time, never whole.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ OVERSAMPLE = 4  # BS.1770-4 Annex 2: true peak from 4x oversampling
 LIMITER_WINDOW_SECONDS = 0.005
 SILENCE_LUFS = -70.0
 LOUDNESS_TOLERANCE_LU = 0.05  # BS.1770's absolute gate: anything quieter is not programme
+PEAK_BLOCK = 1 << 18  # original samples per block of the oversampled peak search
+# resample_poly's filter reaches 10 original samples either side; each block sees more
+PEAK_BLOCK_MARGIN = 64
 
 
 def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
@@ -24,11 +31,18 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
 
 
 def _oversampled_peaks(audio: np.ndarray) -> np.ndarray:
-    """Per original sample, the largest magnitude among its oversampled neighbours."""
-    up = np.abs(resample_poly(audio.astype(np.float64), OVERSAMPLE, 1))
-    up = up[: len(audio) * OVERSAMPLE].reshape(-1, OVERSAMPLE).max(axis=1)
+    """Per original sample, the largest magnitude among its oversampled neighbours (float32)."""
+    n = len(audio)
+    peaks = np.empty(n, np.float32)
+    for start in range(0, n, PEAK_BLOCK):
+        end = min(n, start + PEAK_BLOCK)
+        lo, hi = max(0, start - PEAK_BLOCK_MARGIN), min(n, end + PEAK_BLOCK_MARGIN)
+        up = np.abs(resample_poly(audio[lo:hi].astype(np.float64), OVERSAMPLE, 1))
+        inner = up[(start - lo) * OVERSAMPLE:(end - lo) * OVERSAMPLE]
+        peaks[start:end] = inner.reshape(-1, OVERSAMPLE).max(axis=1)
     # A peak between two original samples belongs to both.
-    return np.maximum(up, np.concatenate([up[1:], up[-1:]])) if len(up) else up
+    np.maximum(peaks[:-1], peaks[1:], out=peaks[:-1])
+    return peaks
 
 
 def true_peak_dbtp(audio: np.ndarray) -> float:
@@ -52,10 +66,11 @@ def limiter_envelope(audio: np.ndarray, sample_rate: int, ceiling_dbtp: float) -
     The minimum over a window twice as wide as the smoothing makes the smoothed gain reach its
     value before the peak arrives, like a look-ahead limiter, with no hard clipping.
     """
-    ceiling = 10 ** (ceiling_dbtp / 20)
+    ceiling = np.float32(10 ** (ceiling_dbtp / 20))
     if len(audio) == 0:
-        return np.ones(0, np.float64)
-    needed = np.minimum(1.0, ceiling / np.maximum(_oversampled_peaks(audio), 1e-12))
+        return np.ones(0, np.float32)
+    needed = np.minimum(np.float32(1.0),
+                        ceiling / np.maximum(_oversampled_peaks(audio), np.float32(1e-12)))
     width = max(1, int(LIMITER_WINDOW_SECONDS * sample_rate))
     held = minimum_filter1d(needed, size=2 * width + 1, mode="nearest")
     return np.minimum(uniform_filter1d(held, size=width, mode="nearest"), needed)
@@ -69,12 +84,12 @@ def master_envelope(audio: np.ndarray, sample_rate: int, target_lufs: float,
     round multiplies into one envelope that also serves every stem, keeping stems summing to
     the master.
     """
-    envelope = np.ones(len(audio), np.float64)
+    envelope = np.ones(len(audio), np.float32)
     for _ in range(rounds):
         measured = integrated_lufs(audio * envelope, sample_rate)
         if measured < SILENCE_LUFS:
             break
-        envelope *= 10 ** ((target_lufs - measured) / 20)
+        envelope *= np.float32(10 ** ((target_lufs - measured) / 20))
         envelope *= limiter_envelope(audio * envelope, sample_rate, ceiling_dbtp)
         if abs(integrated_lufs(audio * envelope, sample_rate) - target_lufs) \
                 < LOUDNESS_TOLERANCE_LU:
@@ -82,5 +97,5 @@ def master_envelope(audio: np.ndarray, sample_rate: int, target_lufs: float,
     # Oversampled peaks of the final signal can still poke over by a hair: scale them under.
     peak = true_peak_dbtp(audio * envelope)
     if peak > ceiling_dbtp:
-        envelope *= 10 ** ((ceiling_dbtp - peak - 0.01) / 20)
+        envelope *= np.float32(10 ** ((ceiling_dbtp - peak - 0.01) / 20))
     return envelope

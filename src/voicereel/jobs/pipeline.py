@@ -286,7 +286,7 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
     levelled = [r.audio * line_gain(r.audio, rate, target) for r in rendered]
     master, offsets = concat_with_pauses(levelled, pauses)
     envelope = master_envelope(master, rate, target, settings.true_peak_dbtp)
-    master = (master * envelope).astype(np.float32)
+    master *= envelope  # in place: an hour-long master must not exist twice
     timeline = Timeline(sample_rate=rate, total_samples=len(master))
     for index, (line, piece, offset) in enumerate(zip(request.script, rendered, offsets,
                                                       strict=True)):
@@ -301,7 +301,7 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
     outputs: list[tuple[str, str, bytes, str]] = [
         ("audio", f"{plan.prefix}/audio.{fmt}", encode(master, rate, fmt), AUDIO_TYPES[fmt])]
     if request.output.stems:
-        for speaker_id, stem in speaker_stems(request, levelled, offsets, envelope).items():
+        for speaker_id, stem in speaker_stems(request, levelled, offsets, envelope):
             outputs.append((f"stem:{speaker_id}", f"{plan.prefix}/stems/{speaker_id}.{fmt}",
                             encode(stem, rate, fmt), AUDIO_TYPES[fmt]))
     caption_json = timeline.to_json()
@@ -332,13 +332,17 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
 
 
 def speaker_stems(request: SynthesisRequest, levelled: list[np.ndarray], offsets: list[int],
-                  envelope: np.ndarray) -> dict[str, np.ndarray]:
-    """One master-length track per speaker; with the master's gain curve they sum to it."""
-    stems: dict[str, np.ndarray] = {}
-    for line, audio, offset in zip(request.script, levelled, offsets, strict=True):
-        track = stems.setdefault(line.speaker_id, np.zeros(len(envelope), np.float64))
-        track[offset:offset + len(audio)] = audio
-    return {sid: (track * envelope).astype(np.float32) for sid, track in stems.items()}
+                  envelope: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """One master-length float32 track per speaker, each made when asked for, so that they
+    never all exist at once; with the master's gain curve they sum to the master."""
+    for speaker_id in dict.fromkeys(line.speaker_id for line in request.script):
+        track = np.zeros(len(envelope), np.float32)
+        for line, audio, offset in zip(request.script, levelled, offsets, strict=True):
+            if line.speaker_id == speaker_id:
+                track[offset:offset + len(audio)] = audio
+        track *= envelope
+        yield speaker_id, track
+        del track  # before the next one is made
 
 
 def render_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine | None:
