@@ -65,19 +65,25 @@ class SynthesisRequest(BaseModel):
 # per spoken character, and 0.6 s for a lone short word with the engine's edges around it.
 SECONDS_PER_CHARACTER = 0.13
 SECONDS_PER_PIECE = 1.0
+# Faster lines are shorter: a line at `speed` lasts at most the slowest pace's bound times
+# SLOWEST_SPEED / (speed * SLOWEST_SPEAKER_RATE), a speaker's own pace being at least 0.8x.
+SLOWEST_SPEED = 0.5
+SLOWEST_SPEAKER_RATE = 0.8
 JOB_AUDIO_SETTING = "VOICEREEL_MAX_JOB_AUDIO_SECONDS"
 SPEECH_AUDIO_SETTING = "VOICEREEL_MAX_SPEECH_AUDIO_SECONDS"
 
 
-def text_seconds_bound(text: str, max_pause_ms: int) -> float:
-    """At most how many seconds `text` renders to: each piece between pause markers at the
-    slowest pace (numbers counted as spoken, e.g. `1000000` as `one million`), plus every inline
-    pause. Raises ValidationFailed for malformed or too long pause markers."""
+def text_seconds_bound(text: str, max_pause_ms: int, speed: float = SLOWEST_SPEED) -> float:
+    """At most how many seconds `text` renders to at `speed`: each piece between pause markers
+    (numbers counted as spoken, e.g. `1000000` as `one million`), plus every inline pause.
+    Raises ValidationFailed for malformed or too long pause markers."""
+    per_character = SECONDS_PER_CHARACTER * min(
+        1.0, SLOWEST_SPEED / (speed * SLOWEST_SPEAKER_RATE))
     seconds = 0.0
     for piece in split_pauses(text, max_pause_ms):
         if piece.text.strip():
             spoken = max(len(piece.text), len(normalize(piece.text).spoken_text))
-            seconds += SECONDS_PER_PIECE + SECONDS_PER_CHARACTER * spoken
+            seconds += SECONDS_PER_PIECE + per_character * spoken
         seconds += piece.pause_after_ms / 1000
     return seconds
 
@@ -126,7 +132,7 @@ def check_limits(request: SynthesisRequest, settings: Settings) -> None:
             errors.append({"loc": ["body", "script", i, "text"],
                            "msg": f"at most {settings.max_line_chars} characters per line"})
         try:
-            seconds += text_seconds_bound(line.text, settings.max_pause_ms)
+            seconds += text_seconds_bound(line.text, settings.max_pause_ms, line.speed)
         except ValidationFailed as exc:
             errors.append({"loc": ["body", "script", i, "text"], "msg": exc.detail})
         if i < len(request.script) - 1:  # the track ends with the last line's audio
