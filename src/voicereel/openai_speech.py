@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voicereel.audio.encode import CONTENT_TYPES
 from voicereel.audio.encode import encode as encode_audio
-from voicereel.audio.loudness import line_gain, master_envelope
+from voicereel.audio.mix import level_master
 from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
 from voicereel.db.tables import ApiKey, Speaker, Tenant, utcnow
@@ -229,11 +229,8 @@ def _resolve_voice(session: Any, tenant: Tenant, voice: str) -> Speaker:
 def _level(services: Services, audio: np.ndarray) -> np.ndarray:
     """The same loudness target and true-peak ceiling as a job's master."""
     settings = services.settings
-    levelled = audio * line_gain(audio, SAMPLE_RATE, settings.loudness_lufs)
-    envelope = master_envelope(levelled, SAMPLE_RATE, settings.loudness_lufs,
-                               settings.true_peak_dbtp)
-    levelled *= envelope
-    return levelled
+    return level_master([audio], [0], SAMPLE_RATE, settings.loudness_lufs,
+                        settings.true_peak_dbtp).audio.astype(np.float32, copy=False)
 
 
 def encode(audio: np.ndarray, fmt: str) -> bytes:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from voicereel.audio.loudness import line_gain, master_envelope
 
 FADE_SECONDS = 0.003
 
@@ -30,3 +34,24 @@ def concat_with_pauses(clips: list[np.ndarray], pauses: list[int]) -> tuple[np.n
     for clip, offset in zip(clips, offsets, strict=True):
         out[offset:offset + len(clip)] = clip
     return out, offsets
+
+
+@dataclass
+class Master:
+    """A levelled master: the joined lines with the master's gain curve applied."""
+
+    audio: np.ndarray
+    offsets: list[int]  # where each line starts
+    levelled: list[np.ndarray]  # each line at the target, before the master's gain curve
+    envelope: np.ndarray  # the master's gain curve (what stems are multiplied by too)
+
+
+def level_master(lines: list[np.ndarray], pauses: list[int], sample_rate: int,
+                 target_lufs: float, ceiling_dbtp: float) -> Master:
+    """Bring each line to the target on its own (every speaker at one level), join them, then
+    level and limit the whole track as one (a job's master and a speech answer alike)."""
+    levelled = [audio * line_gain(audio, sample_rate, target_lufs) for audio in lines]
+    master, offsets = concat_with_pauses(levelled, pauses)
+    envelope = master_envelope(master, sample_rate, target_lufs, ceiling_dbtp)
+    master *= envelope  # in place: an hour-long master must not exist twice
+    return Master(master, offsets, levelled, envelope)

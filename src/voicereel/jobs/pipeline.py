@@ -32,8 +32,7 @@ import soundfile as sf
 from voicereel.audio.encode import CONTENT_TYPES as AUDIO_TYPES
 from voicereel.audio.encode import encode
 from voicereel.audio.io import resample
-from voicereel.audio.loudness import line_gain, master_envelope
-from voicereel.audio.mix import concat_with_pauses, fade_edges
+from voicereel.audio.mix import concat_with_pauses, fade_edges, level_master
 from voicereel.db import repo
 from voicereel.db.tables import Job, JobFile, Speaker, utcnow
 from voicereel.domain import captions as captions_mod
@@ -282,11 +281,9 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
     pauses[-1] = 0  # the track ends with the last line's audio
     target = (request.output.loudness_lufs if request.output.loudness_lufs is not None
               else settings.loudness_lufs)
-    # Each line first comes to the target on its own, so every speaker sits at the same level.
-    levelled = [r.audio * line_gain(r.audio, rate, target) for r in rendered]
-    master, offsets = concat_with_pauses(levelled, pauses)
-    envelope = master_envelope(master, rate, target, settings.true_peak_dbtp)
-    master *= envelope  # in place: an hour-long master must not exist twice
+    mixed = level_master([r.audio for r in rendered], pauses, rate, target,
+                         settings.true_peak_dbtp)
+    master, offsets = mixed.audio, mixed.offsets
     timeline = Timeline(sample_rate=rate, total_samples=len(master))
     for index, (line, piece, offset) in enumerate(zip(request.script, rendered, offsets,
                                                       strict=True)):
@@ -301,7 +298,8 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
     outputs: list[tuple[str, str, bytes, str]] = [
         ("audio", f"{plan.prefix}/audio.{fmt}", encode(master, rate, fmt), AUDIO_TYPES[fmt])]
     if request.output.stems:
-        for speaker_id, stem in speaker_stems(request, levelled, offsets, envelope):
+        for speaker_id, stem in speaker_stems(request, mixed.levelled, offsets,
+                                                        mixed.envelope):
             outputs.append((f"stem:{speaker_id}", f"{plan.prefix}/stems/{speaker_id}.{fmt}",
                             encode(stem, rate, fmt), AUDIO_TYPES[fmt]))
     caption_json = timeline.to_json()
