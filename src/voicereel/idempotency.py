@@ -23,6 +23,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from voicereel.db import repo
 from voicereel.db.tables import utcnow
@@ -58,11 +59,9 @@ def fingerprint(method: str, path: str, content: Any) -> str:
 def respond(services: Services, tenant_id: str, key: str | None, request_fingerprint: str,
             produce: Callable[[], StoredResponse]) -> JSONResponse:
     """Run `produce` once per (tenant, key); replay its stored answer for repeats."""
+    _check_key(key)
     if key is None:
         return produce().render()
-    if not 1 <= len(key) <= MAX_KEY_CHARS or not key.isprintable():
-        raise ValidationFailed(f"{HEADER} must be 1 to {MAX_KEY_CHARS} printable characters",
-                               errors=[{"loc": ["header", HEADER], "msg": "invalid key"}])
     settings = services.settings
     deadline = time.monotonic() + settings.idempotency_wait_seconds
     while True:
@@ -87,6 +86,42 @@ def respond(services: Services, tenant_id: str, key: str | None, request_fingerp
         repo.complete_idempotency_record(session, tenant_id, key, response.status,
                                          response.body, response.headers)
     return response.render()
+
+
+def respond_in_one_transaction(
+        services: Services, tenant_id: str, key: str | None, request_fingerprint: str,
+        produce: Callable[[Session], StoredResponse]) -> tuple[StoredResponse, bool]:
+    """Run `produce` and record its answer in one transaction; (answer, replayed).
+
+    For requests whose work is only database writes (a job submission): a racing duplicate's
+    insert of the key waits for this transaction, then finds the stored answer. Nothing of a
+    failed request remains, so a corrected retry can use the key.
+    """
+    _check_key(key)
+    with services.db.session() as session:
+        if key is not None:
+            cutoff = utcnow() - timedelta(seconds=services.settings.idempotency_ttl_seconds)
+            repo.delete_idempotency_records(session, tenant_id, created_before=cutoff)
+            try:
+                with session.begin_nested():
+                    repo.add_idempotency_record(session, tenant_id, key, request_fingerprint)
+            except IntegrityError:
+                stored = _stored_in(session, services, tenant_id, key, request_fingerprint)
+                if stored is None:  # an upload with this key is still being processed
+                    raise IdempotencyKeyInUse(f"a request with this {HEADER} is still being "
+                                              "processed; retry it later") from None
+                return stored, True
+        response = produce(session)
+        if key is not None:
+            repo.complete_idempotency_record(session, tenant_id, key, response.status,
+                                             response.body, response.headers)
+    return response, False
+
+
+def _check_key(key: str | None) -> None:
+    if key is not None and (not 1 <= len(key) <= MAX_KEY_CHARS or not key.isprintable()):
+        raise ValidationFailed(f"{HEADER} must be 1 to {MAX_KEY_CHARS} printable characters",
+                               errors=[{"loc": ["header", HEADER], "msg": "invalid key"}])
 
 
 def _claim(services: Services, tenant_id: str, key: str, request_fingerprint: str) -> bool:
@@ -114,13 +149,18 @@ def _stored(services: Services, tenant_id: str, key: str,
             request_fingerprint: str) -> StoredResponse | None:
     """The finished answer for the key; None while pending (or freed by a failure)."""
     with services.db.session() as session:
-        record = repo.get_idempotency_record(session, tenant_id, key)
-        if record is None:
-            return None
-        if record.fingerprint != request_fingerprint:
-            raise IdempotencyKeyReused(
-                f"this {HEADER} was used for a different request in the last "
-                f"{services.settings.idempotency_ttl_seconds // 3600} h; use a new key")
-        if record.status is None or record.body is None:
-            return None
-        return StoredResponse(record.status, dict(record.body), dict(record.headers or {}))
+        return _stored_in(session, services, tenant_id, key, request_fingerprint)
+
+
+def _stored_in(session: Session, services: Services, tenant_id: str, key: str,
+               request_fingerprint: str) -> StoredResponse | None:
+    record = repo.get_idempotency_record(session, tenant_id, key)
+    if record is None:
+        return None
+    if record.fingerprint != request_fingerprint:
+        raise IdempotencyKeyReused(
+            f"this {HEADER} was used for a different request in the last "
+            f"{services.settings.idempotency_ttl_seconds // 3600} h; use a new key")
+    if record.status is None or record.body is None:
+        return None
+    return StoredResponse(record.status, dict(record.body), dict(record.headers or {}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import soundfile as sf
+from sqlalchemy.orm import Session
 
 from voicereel.auth import signing
 from voicereel.auth.ratelimit import check_job_slots
@@ -90,30 +91,42 @@ def delete_speaker(services: Services, tenant: Tenant, speaker_id: str) -> None:
     services.storage.delete_prefix(speaker_prefix(tenant.id, speaker_id))
 
 
-def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
-               request: SynthesisRequest, api_key: ApiKey | None = None) -> Job:
-    """Validate everything, commit the job row, then hand it to the runner.
-
-    With `api_key`, the key's concurrent-job limit applies and the job is counted to it.
-    """
+def check_job_request(services: Services, request: SynthesisRequest) -> None:
+    """What a script is judged by before any transaction: the limits and its callback URL."""
     check_limits(request, services.settings)
     if request.callback_url is not None:
         check_callback_url(services.settings, str(request.callback_url))
+
+
+def add_job(session: Session, services: Services, tenant: Tenant, request: SynthesisRequest,
+            api_key: ApiKey | None = None) -> Job:
+    """Add the job row in the caller's transaction (after `check_job_request`).
+
+    With `api_key`, the key's concurrent-job limit applies and the job is counted to it.
+    The caller hands the job to the runner once the transaction has committed.
+    """
+    if api_key is not None:
+        check_job_slots(session, services.settings, api_key)
     wanted = {line.speaker_id for line in request.script}
+    known = repo.speakers_by_id(session, tenant.id, wanted)
+    unknown = [i for i, line in enumerate(request.script) if line.speaker_id not in known]
+    if unknown:
+        raise ValidationFailed("the script names speakers this account does not have", errors=[
+            {"loc": ["body", "script", i, "speaker_id"],
+             "msg": f"unknown speaker {request.script[i].speaker_id}"} for i in unknown])
+    return repo.add_job(session, Job(
+        id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
+        request=request.model_dump(mode="json"), units_total=units_total(request),
+        api_key_id=api_key.id if api_key is not None else None,
+        request_id=current_request_id()))
+
+
+def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
+               request: SynthesisRequest, api_key: ApiKey | None = None) -> Job:
+    """Validate, commit the job row, then hand it to the runner."""
+    check_job_request(services, request)
     with services.db.session() as session:
-        if api_key is not None:
-            check_job_slots(session, services.settings, api_key)
-        known = repo.speakers_by_id(session, tenant.id, wanted)
-        unknown = [i for i, line in enumerate(request.script) if line.speaker_id not in known]
-        if unknown:
-            raise ValidationFailed("the script names speakers this account does not have", errors=[
-                {"loc": ["body", "script", i, "speaker_id"],
-                 "msg": f"unknown speaker {request.script[i].speaker_id}"} for i in unknown])
-        job = repo.add_job(session, Job(
-            id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
-            request=request.model_dump(mode="json"), units_total=units_total(request),
-            api_key_id=api_key.id if api_key is not None else None,
-            request_id=current_request_id()))
+        job = add_job(session, services, tenant, request, api_key)
     # Only a committed row is dispatched; a crash here leaves a queued row the sweep finds.
     runner.submit(job.id)
     return job

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from tests.api.trust_helpers import add_speaker_row, caller, problem
 from voicereel.db.tables import IdempotencyRecord, Job, Speaker, utcnow
@@ -120,3 +120,37 @@ def test_speakers_same_key_gives_one_speaker_also_when_racing(
     assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == responses[0].json()
     assert _count(services, Speaker, tenant.id) == 1
+
+
+def test_a_keyed_submission_writes_in_one_transaction(client: TestClient,
+                                                      services: Services) -> None:
+    _, tenant = caller(services, client.headers["Authorization"].split()[1])
+    speaker = add_speaker_row(services, tenant.id)
+    # The tables written by each transaction of the request (the runner's threads aside).
+    writes: list[list[str]] = [[]]
+
+    def serving() -> bool:
+        return not threading.current_thread().name.startswith(("voicereel-", "webhook"))
+
+    def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        verb, *rest = sql.split(None, 3)
+        if serving() and verb.upper() in ("INSERT", "UPDATE", "DELETE"):
+            writes[-1].append(rest[0] if verb.upper() == "UPDATE" else rest[1])
+
+    def commit(conn: Any) -> None:
+        if serving():
+            writes.append([])
+
+    engine = services.db.engine
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        r = client.post("/v1/synthesize", headers={"Idempotency-Key": "one-transaction"},
+                        json={"script": [{"speaker_id": speaker, "text": "Hello there."}]})
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+    assert r.status_code == 202, r.text
+    writing = [tables for tables in writes if tables]
+    assert len(writing) == 1, writing
+    assert {"idempotency_records", "jobs"} <= set(writing[0])

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from voicereel import idempotency, operations
 from voicereel.api.deps import CurrentCaller, CurrentTenant, RunnerDep, ServicesDep
@@ -22,13 +23,19 @@ def synthesize(body: SynthesisRequest, services: ServicesDep, runner: RunnerDep,
                idempotency_key: Annotated[str | None, Header(
                    alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_CHARS)] = None,
                ) -> JSONResponse:
-    def submit() -> idempotency.StoredResponse:
-        job = operations.submit_job(services, runner, caller.tenant, body, api_key=caller.key)
+    operations.check_job_request(services, body)
+
+    def submit(session: Session) -> idempotency.StoredResponse:
+        job = operations.add_job(session, services, caller.tenant, body, api_key=caller.key)
         return idempotency.StoredResponse(202, {"job_id": job.id, "status": job.status},
                                           {"Location": f"/v1/jobs/{job.id}"})
 
     fingerprint = idempotency.fingerprint("POST", "/v1/synthesize", body.model_dump(mode="json"))
-    return idempotency.respond(services, caller.tenant.id, idempotency_key, fingerprint, submit)
+    answer, replayed = idempotency.respond_in_one_transaction(
+        services, caller.tenant.id, idempotency_key, fingerprint, submit)
+    if not replayed:  # only a committed row is dispatched; the sweep finds it otherwise
+        runner.submit(answer.body["job_id"])
+    return answer.render(replayed=replayed)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
