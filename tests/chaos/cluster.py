@@ -267,10 +267,12 @@ def job_files(root: Path, job_id: str) -> list[str]:
 
 
 def unit_files(root: Path, job_id: str) -> list[int]:
-    """The line index of every stored unit of the job; anything else under units/ fails."""
-    units = [f for f in _stored(root, job_id) if f.startswith("units/")]
-    indexes = sorted(int(f.split("/")[1]) for f in units)
-    assert units == sorted(f"units/{i}/line.npz" for i in indexes), units
+    """The line index of every stored unit of the job (units/<line>/<take>/line.npz); more
+    than one take of a line, or anything else under units/, fails."""
+    units = [f.split("/") for f in _stored(root, job_id) if f.startswith("units/")]
+    assert all(len(parts) == 4 and parts[3] == "line.npz" for parts in units), units
+    indexes = sorted(int(parts[1]) for parts in units)
+    assert len(set(indexes)) == len(indexes), units
     return indexes
 
 

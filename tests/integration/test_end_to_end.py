@@ -179,7 +179,8 @@ def test_whole_job_over_http(server: Server, reference_wavs: dict[str, bytes],
     # DELETE removes every stored file of the job.
     fresh = a.get(f"/v1/jobs/{job_id}").json()["result"]["audio"]["url"]
     job_dir = next(server.data_dir.glob(f"files/*/jobs/{job_id}"))
-    assert len(list(job_dir.iterdir())) == 4
+    assert sorted(p.name for p in job_dir.iterdir()) == [
+        "audio.wav", "captions.json", "captions.srt", "captions.vtt", "units"]
     assert a.delete(f"/v1/jobs/{job_id}").status_code == 204
     assert not job_dir.exists()
     assert httpx.get(fresh).status_code == 404

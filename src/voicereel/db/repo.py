@@ -514,17 +514,17 @@ def unit_keys(session: Session, job_id: str) -> dict[int, str]:
 
 
 def record_unit(session: Session, job_id: str, index: int, key: str, units_total: int) -> bool:
-    """Keep a rendered line of a running job and raise its progress to the lines done.
+    """Record `key` as the unit of a line of a running job; raise progress to the lines done.
 
-    False if the job no longer runs (finished, canceled, deleted): the caller then removes the
-    file it wrote. A line recorded twice keeps its first row. Progress only ever goes up, even
-    when two workers record lines at once.
+    False when it is not recorded: the job no longer runs (finished, canceled, deleted), or the
+    line has a unit already (the first recorded take counts); the caller then removes the take
+    it wrote. Progress only ever goes up, even when two workers record lines at once.
     """
     insert_fn = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     running = select(Job.id).where(Job.id == job_id, Job.status == "running",
                                    Job.deleted_at.is_(None))
     # The write comes first so that SQLite takes its write lock before anything is read.
-    session.execute(
+    inserted = session.execute(
         insert_fn(JobUnit)
         .from_select(["job_id", "index", "key", "created_at"],
                      select(literal(job_id), literal(index), literal(key),
@@ -534,10 +534,12 @@ def record_unit(session: Session, job_id: str, index: int, key: str, units_total
     done = (select(func.count()).select_from(JobUnit).where(JobUnit.job_id == job_id)
             .scalar_subquery())
     raised = case((done > Job.units_done, done), else_=Job.units_done)
-    result = session.execute(
+    if not inserted.rowcount:  # type: ignore[attr-defined]
+        return False
+    session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "running", Job.deleted_at.is_(None))
         .values(units_done=raised, units_total=units_total,
                 progress=cast(raised, Float) / units_total)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return True

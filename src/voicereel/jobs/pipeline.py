@@ -108,11 +108,12 @@ class JobRun:
             raise SynthesisFailed(f"the job took longer than the allowed "
                                   f"{self.services.settings.max_job_seconds} s")
 
-    def render_unit(self, index: int) -> RenderedLine:
-        """Render line `index` and store it as a unit; JobLost if the job stopped meanwhile."""
+    def render_unit(self, index: int) -> RenderedLine | None:
+        """Render line `index` and store it as a unit; None when another take of the line was
+        recorded first (assembly reads that one), JobLost if the job stopped meanwhile."""
         line = render_unit(self.services, self.plan, index)
         if line is None:
-            raise JobLost(self.plan.job_id)
+            self.check_ownership()
         return line
 
     def missing(self) -> list[int]:
@@ -133,7 +134,7 @@ class LineRenderer(Protocol):
     def render(self, run: JobRun, missing: list[int]) -> dict[int, RenderedLine]:
         """See every line in `missing` stored as a unit before `run.deadline`.
 
-        Returns the lines rendered in this process (assembly reads the others from storage).
+        Returns the lines rendered here whose takes count (assembly reads the others' units).
         Raises `JobLost` when the job stops being this attempt's, `SynthesisFailed` past the
         deadline, and whatever a line's rendering raised.
         """
@@ -154,7 +155,8 @@ class ThreadedLines:
         rendered: dict[int, RenderedLine] = {}
         try:
             for future in as_completed(futures, timeout=run.seconds_left()):
-                rendered[futures[future]] = future.result()
+                if (line := future.result()) is not None:
+                    rendered[futures[future]] = line
         except TimeoutError:
             run.check_deadline()
             raise
@@ -344,26 +346,29 @@ def speaker_stems(request: SynthesisRequest, levelled: list[np.ndarray], offsets
 
 
 def render_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine | None:
-    """Render line `index` into its unit and record it; None if the job stopped running.
+    """Render line `index` as a new take and record it as the line's unit.
 
-    Rendering a line twice is harmless: the file key is fixed and the first row is kept.
-    Progress is the number of recorded units and only goes up.
+    None when the take does not count: the job stopped running, or another take of the line
+    was recorded first (its unit is the line's). Progress is the number of recorded units and
+    only goes up.
     """
     line = render_line(services, plan, index)
-    key = units.unit_key(plan.prefix, index)
+    folder = units.new_take_folder(plan.prefix, index)
+    key = units.unit_key(folder)
     services.storage.put(key, units.pack_unit(line), units.UNIT_CONTENT_TYPE)
     with services.db.session() as session:
-        running = repo.record_unit(session, plan.job_id, index, key, plan.units_total)
-    if not running:
-        # The file was written after the job finished or was deleted: it must not stay.
-        services.storage.delete_prefix(units.unit_folder(plan.prefix, index))
+        recorded = repo.record_unit(session, plan.job_id, index, key, plan.units_total)
+    if not recorded:
+        services.storage.delete_prefix(folder)
         return None
     return line
 
 
 def load_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine:
     """A line stored by another process or an earlier attempt."""
+    with services.db.session() as session:
+        key = repo.unit_keys(session, plan.job_id)[index]
     try:
-        return units.unpack_unit(services.storage.get(units.unit_key(plan.prefix, index)))
+        return units.unpack_unit(services.storage.get(key))
     except units.UnitUnreadable as exc:
         raise SynthesisFailed(f"the stored rendering of line {index} is unreadable") from exc

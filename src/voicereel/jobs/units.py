@@ -3,7 +3,7 @@
 A unit is what a line of a job was rendered to, and what it was rendered from, so that
 assembly (and a later revision) never needs the engine for a line it already has:
 
-    <job prefix>/units/<index>/line.npz      (NumPy .npz, no pickles)
+    <job prefix>/units/<index>/<take>/line.npz      (NumPy .npz, no pickles)
       format_version  int      UNIT_FORMAT_VERSION (1)
       audio           float32  the line at the job's output rate, inline pauses included
       words, starts, ends      one caption word each, sample offsets within the line
@@ -11,14 +11,18 @@ assembly (and a later revision) never needs the engine for a line it already has
       meta            str      JSON: engine, profile_version, seed, spoken (the normalised
                                text the engine was given, per piece between pauses), text
 
-A reader refuses a unit of another format version (the line is then rendered again). The
-`job_units` row (job, index, key) is written only while the job runs, after the file.
+Every rendering of a line is a take with a folder of its own, so a second rendering never
+overwrites the unit a master was made from. The `job_units` row (job, index, key) names the
+take that counts: written only while the job runs, after the file, and only by the first take
+to finish; any other take's folder is removed again. A reader refuses a unit of another
+format version.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,12 +48,13 @@ class RenderedLine:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def unit_folder(prefix: str, index: int) -> str:
-    return f"{prefix}/units/{index}"
+def new_take_folder(prefix: str, index: int) -> str:
+    """Where a new rendering of line `index` is stored."""
+    return f"{prefix}/units/{index}/{secrets.token_hex(6)}"
 
 
-def unit_key(prefix: str, index: int) -> str:
-    return f"{unit_folder(prefix, index)}/line.npz"
+def unit_key(take_folder: str) -> str:
+    return f"{take_folder}/line.npz"
 
 
 def pack_unit(line: RenderedLine) -> bytes:

@@ -92,9 +92,10 @@ class CeleryLines:
                 time.sleep(WAIT_POLL_SECONDS)
             else:
                 try:
-                    rendered[index] = run.render_unit(index)
-                    log.info("job %s: line %d rendered by %s", job_id, index,
-                             self.ctx.leases.token)
+                    if (line := run.render_unit(index)) is not None:
+                        rendered[index] = line
+                        log.info("job %s: line %d rendered by %s", job_id, index,
+                                 self.ctx.leases.token)
                 finally:
                     claims.release(job_id, index)
             missing = run.missing()
