@@ -14,6 +14,7 @@ the made-up host names below; every connection is real.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -454,3 +455,23 @@ def test_hidden_private_addresses_are_refused_without_naming_them(
         shown = response.text.replace(url, "")  # the URL the caller sent may be echoed
         assert address not in shown and literal not in shown, shown
         assert "non-public address" in body["errors"][0]["msg"]
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "169.254.169.254", "::ffff:10.0.0.1",
+                                     "fd00::1234"])
+def test_refusal_does_not_name_the_resolved_address(
+        address: str, app_factory: Callable[..., App], monkeypatch: pytest.MonkeyPatch) -> None:
+    host = "internal.example.test"
+    monkeypatch.setattr(socket, "getaddrinfo", Resolver({host: [address]}))
+    client = app_factory(webhook_allow_private=False).client
+    response = client.post("/v1/synthesize", json={
+        "script": [{"speaker_id": "spk_x", "text": "Hi."}],
+        "callback_url": f"https://{host}/hook"})
+    assert response.status_code == 422, response.text
+    parsed = ipaddress.ip_address(address)
+    forms = {address, str(parsed), parsed.exploded}
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        forms.add(str(parsed.ipv4_mapped))
+    print(f"\n{address}: {response.json()['detail']}")
+    assert not [form for form in forms if form in response.text], response.text
+    assert "resolves to a non-public address" in response.json()["detail"]
