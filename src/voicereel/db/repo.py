@@ -226,8 +226,8 @@ def job_files(session: Session, job_id: str) -> list[JobFile]:
 def delete_job(session: Session, tenant_id: str, job_id: str, prefix: str) -> int:
     """Cancel the job if unfinished, hide it, and note its files under `prefix` for removal.
 
-    Returns the purge's id: the caller removes the files and then the purge
-    (`storage_purge_done`); if that fails, the sweep retries it.
+    Returns the purge's id: the caller removes the files after the commit (`outbox.purge`),
+    and the sweep retries that until it succeeds.
     """
     job = get_job(session, tenant_id, job_id)
     now = utcnow()
