@@ -4,6 +4,7 @@ attempt recorded on the job, private addresses refused unless allowed."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -242,3 +243,31 @@ def test_runner_delivers_when_a_real_job_succeeds(client: TestClient,
         assert webhooks.verify_signature(secret, headers[webhooks.SIGNATURE_HEADER.lower()], body)
     finally:
         ok.close()
+
+
+def test_connection_goes_to_the_resolved_address_with_the_host_kept(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One look-up per attempt: a second answer (here 127.0.0.2, where nothing listens) is
+    never used, and the receiver still sees the URL's host."""
+    receiver = Receiver([200])
+    port = receiver.server.server_address[1]
+    host = "hooks.pinned.test"
+    looked_up: list[str] = []
+    real = socket.getaddrinfo
+
+    def resolve(name: Any, service: Any, *args: Any, **kwargs: Any) -> Any:
+        if name != host:
+            return real(name, service, *args, **kwargs)
+        looked_up.append(name)
+        address = "127.0.0.1" if len(looked_up) == 1 else "127.0.0.2"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    try:
+        status, error = webhooks.post(Settings(data_dir=tmp_path, webhook_allow_private=True),
+                                      f"http://{host}:{port}/hook", "whsec_test", b"{}")
+    finally:
+        receiver.close()
+    assert (status, error) == (200, None)
+    assert looked_up == [host]
+    assert receiver.received[0][0]["host"] == f"{host}:{port}"
