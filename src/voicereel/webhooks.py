@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpcore
 import httpx
@@ -130,7 +130,7 @@ def pinned_address(settings: Settings, url: str) -> str:
     return str(addresses[0])
 
 
-def _split(url: str) -> Any:
+def _split(url: str) -> SplitResult:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _refused(url, "it must be an http or https URL with a host")
