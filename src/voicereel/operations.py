@@ -7,6 +7,7 @@ import io
 import soundfile as sf
 from sqlalchemy.orm import Session
 
+from voicereel import outbox
 from voicereel.auth import signing
 from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
@@ -86,9 +87,11 @@ def register_speaker(services: Services, tenant: Tenant, name: str, data: bytes,
 
 
 def delete_speaker(services: Services, tenant: Tenant, speaker_id: str) -> None:
+    """Remove the speaker now and its reference audio now or, if the store fails, later."""
     with services.db.session() as session:
-        repo.delete_speaker(session, tenant.id, speaker_id)
-    services.storage.delete_prefix(speaker_prefix(tenant.id, speaker_id))
+        purge_id = repo.delete_speaker(session, tenant.id, speaker_id,
+                                       speaker_prefix(tenant.id, speaker_id))
+    outbox.purge(services, purge_id)
 
 
 def check_job_request(services: Services, request: SynthesisRequest) -> None:
@@ -132,7 +135,15 @@ def submit_job(services: Services, runner: JobRunner, tenant: Tenant,
     return job
 
 
-def delete_job(services: Services, tenant: Tenant, job_id: str) -> None:
+def stored_key_is_live(services: Services, key: str) -> bool:
+    """True while the job or speaker that a stored key belongs to exists, undeleted."""
+    tenant_id, kind, owner_id = (key.split("/") + ["", ""])[:3]
     with services.db.session() as session:
-        repo.delete_job(session, tenant.id, job_id)
-    services.storage.delete_prefix(job_prefix(tenant.id, job_id))
+        return repo.owner_is_live(session, tenant_id, kind, owner_id)
+
+
+def delete_job(services: Services, tenant: Tenant, job_id: str) -> None:
+    """Cancel and hide the job now; remove its files now or, if the store fails, later."""
+    with services.db.session() as session:
+        purge_id = repo.delete_job(session, tenant.id, job_id, job_prefix(tenant.id, job_id))
+    outbox.purge(services, purge_id)

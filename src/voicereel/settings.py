@@ -109,7 +109,11 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False  # allow callbacks to loopback/private/link-local hosts
     webhook_max_attempts: int = Field(6, ge=1)
     webhook_backoff_seconds: float = Field(2.0, ge=0)  # first retry delay, doubles per retry
-    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)  # whole attempt: connect to answer
+    # Outbox: webhook deliveries and file deletions are rows, retried until done
+    webhook_max_response_bytes: int = Field(4096, ge=0)  # answer bytes read, then hang up
+    webhook_workers: int = Field(4, ge=1, le=64)  # deliveries in flight per process
+    storage_purge_retry_seconds: float = Field(30.0, gt=0)  # a failed file deletion retries
     decode_timeout_seconds: float = Field(60.0, gt=0)  # decode + check + voice analysis
     decode_workers: int = Field(2, ge=1, le=64)  # uploads analysed at once; more answer 503
     decode_retry_after_seconds: int = Field(5, ge=1)  # the Retry-After of that 503

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fastapi.testclient import TestClient
 
 from tests.api.trust_helpers import add_job_row, caller, problem
-from voicereel.db import repo
+from voicereel import operations
 from voicereel.services import Services
 
 
@@ -34,8 +34,7 @@ def test_month_totals_and_days(client: TestClient, other_client: TestClient,
     # a deleted job that was rendered still counts
     deleted = add_job_row(services, tenant.id, status="succeeded", finished_at=_at(15),
                           characters=5, audio_seconds=0.5, engine="piper")
-    with services.db.session() as session:
-        repo.delete_job(session, tenant.id, deleted)
+    operations.delete_job(services, tenant, deleted)
 
     report = client.get("/v1/usage", params={"month": "2025-03"}).json()
     assert report["month"] == "2025-03"

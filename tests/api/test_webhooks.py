@@ -1,10 +1,12 @@
-"""Signed job callbacks: retried with exponential backoff, every attempt recorded on the job,
-private addresses refused unless allowed."""
+"""Signed job callbacks: an outbox row per delivery, retried with exponential backoff, every
+attempt recorded on the job, private addresses refused unless allowed."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.trust_helpers import add_job_row, add_speaker_row, caller, problem
 from voicereel import webhooks
+from voicereel.db import repo
 from voicereel.services import Services
 from voicereel.settings import Settings
 
@@ -60,7 +63,7 @@ def receiver() -> Iterator[Receiver]:
 def settings(database_url: str, tmp_path: Any) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=database_url,
                     max_upload_bytes=4 * 1024 * 1024, sweep_interval_seconds=0.5,
-                    webhook_allow_private=True, webhook_backoff_seconds=0.01,
+                    webhook_allow_private=True, webhook_backoff_seconds=0.2,
                     webhook_max_attempts=4, webhook_timeout_seconds=5)
 
 
@@ -68,14 +71,35 @@ def _tenant_id(services: Services, client: TestClient) -> str:
     return caller(services, client.headers["Authorization"].split()[1])[1].id
 
 
+def _failed_job(services: Services, tenant_id: str, url: str) -> str:
+    """A job failed by its worker the real way, which writes its delivery row."""
+    job_id = add_job_row(services, tenant_id, status="running", request={
+        "script": [{"speaker_id": "spk_x", "text": "Hi."}], "callback_url": url})
+    with services.db.session() as session:
+        assert repo.fail_job(session, job_id, "elsewhere", "test")
+    return job_id
+
+
+def _attempt_until_settled(services: Services, job_id: str) -> str:
+    """Make every attempt as soon as it is due; the delivery's final state."""
+    for _ in range(500):  # bounded: the settings allow 4 attempts within 1.4 s
+        state = webhooks.attempt(services, job_id)
+        if state not in (None, "pending"):
+            return state
+        time.sleep(0.01)
+    raise AssertionError("the delivery never settled")
+
+
 def test_delivery_is_signed_retried_with_backoff_and_recorded(
         client: TestClient, services: Services, receiver: Receiver) -> None:
     tenant_id = _tenant_id(services, client)
-    job_id = add_job_row(services, tenant_id, status="failed", request={
-        "script": [{"speaker_id": "spk_x", "text": "Hi."}], "callback_url": receiver.url})
-    delays: list[float] = []
-    assert webhooks.deliver(services, job_id, sleep=delays.append)
-    assert delays == [0.01, 0.02]
+    job_id = _failed_job(services, tenant_id, receiver.url)
+    # The app's sweep (every 0.5 s) makes attempts too; whoever makes one, the schedule holds.
+    assert _attempt_until_settled(services, job_id) == "delivered"
+    with services.db.session() as session:
+        at = [a.at for a in repo.webhook_attempts(session, job_id)]
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(at, at[1:], strict=False)]
+    assert len(gaps) == 2 and gaps[0] >= 0.2 * 0.9 and gaps[1] >= 0.4 * 0.9, gaps
     assert len(receiver.received) == 3
     secret = client.get("/v1/webhook-secret").json()["secret"]
     for headers, body in receiver.received:
@@ -92,20 +116,24 @@ def test_delivery_is_signed_retried_with_backoff_and_recorded(
         (1, 500), (2, 503), (3, 200)]
     assert view["webhook_attempts"][0]["error"] == "HTTP 500"
     # delivered once is delivered: a second call sends nothing
-    assert webhooks.deliver(services, job_id, sleep=delays.append)
+    assert webhooks.attempt(services, job_id) is None
     assert len(receiver.received) == 3
 
 
 def test_attempts_stop_at_the_maximum(client: TestClient, services: Services) -> None:
     failing = Receiver([500])
     try:
-        job_id = add_job_row(services, _tenant_id(services, client), status="failed",
-                             request={"script": [{"speaker_id": "spk_x", "text": "Hi."}],
-                                      "callback_url": failing.url})
-        thread = webhooks.deliver_job_webhook(services, job_id)
-        assert thread is not None
-        thread.join(timeout=60)
-        assert not thread.is_alive()
+        job_id = _failed_job(services, _tenant_id(services, client), failing.url)
+        state = None
+        for _ in range(600):  # the pool posts; sweeps (every 0.5 s) hand over the retries
+            webhooks.send_soon(services, job_id)
+            with services.db.session() as session:
+                delivery = repo.webhook_delivery(session, job_id)
+                state = delivery.state if delivery else None
+            if state == "failed":
+                break
+            time.sleep(0.1)
+        assert state == "failed"
     finally:
         failing.close()
     attempts = client.get(f"/v1/jobs/{job_id}").json()["webhook_attempts"]
@@ -118,9 +146,8 @@ def test_unreachable_receiver_is_recorded_as_an_error(client: TestClient,
     gone = Receiver([200])
     url = gone.url
     gone.close()
-    job_id = add_job_row(services, _tenant_id(services, client), status="failed", request={
-        "script": [{"speaker_id": "spk_x", "text": "Hi."}], "callback_url": url})
-    assert not webhooks.deliver(services, job_id, sleep=lambda _: None)
+    job_id = _failed_job(services, _tenant_id(services, client), url)
+    assert _attempt_until_settled(services, job_id) == "failed"
     attempts = client.get(f"/v1/jobs/{job_id}").json()["webhook_attempts"]
     assert len(attempts) == 4
     assert all(a["status_code"] is None and "ConnectError" in a["error"] for a in attempts)
@@ -132,8 +159,8 @@ def test_unfinished_jobs_and_jobs_without_callback_send_nothing(
     running = add_job_row(services, tenant_id, status="running", request={
         "script": [{"speaker_id": "spk_x", "text": "Hi."}], "callback_url": receiver.url})
     plain = add_job_row(services, tenant_id, status="succeeded")
-    assert not webhooks.deliver(services, running)
-    assert not webhooks.deliver(services, plain)
+    assert webhooks.attempt(services, running) is None
+    assert webhooks.attempt(services, plain) is None
     assert receiver.received == []
 
 
@@ -216,3 +243,31 @@ def test_runner_delivers_when_a_real_job_succeeds(client: TestClient,
         assert webhooks.verify_signature(secret, headers[webhooks.SIGNATURE_HEADER.lower()], body)
     finally:
         ok.close()
+
+
+def test_connection_goes_to_the_resolved_address_with_the_host_kept(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One look-up per attempt: a second answer (here 127.0.0.2, where nothing listens) is
+    never used, and the receiver still sees the URL's host."""
+    receiver = Receiver([200])
+    port = receiver.server.server_address[1]
+    host = "hooks.pinned.test"
+    looked_up: list[str] = []
+    real = socket.getaddrinfo
+
+    def resolve(name: Any, service: Any, *args: Any, **kwargs: Any) -> Any:
+        if name != host:
+            return real(name, service, *args, **kwargs)
+        looked_up.append(name)
+        address = "127.0.0.1" if len(looked_up) == 1 else "127.0.0.2"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    try:
+        status, error = webhooks.post(Settings(data_dir=tmp_path, webhook_allow_private=True),
+                                      f"http://{host}:{port}/hook", "whsec_test", b"{}")
+    finally:
+        receiver.close()
+    assert (status, error) == (200, None)
+    assert looked_up == [host]
+    assert receiver.received[0][0]["host"] == f"{host}:{port}"

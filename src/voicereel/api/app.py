@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from voicereel import __version__, observability
+from voicereel import __version__, observability, operations
 from voicereel.api import deps, problems
 from voicereel.api.body_guard import BodyGuard
 from voicereel.api.routes import health, jobs, metrics, speakers
@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     for module in (speakers, jobs, health, metrics):
         app.include_router(module.router)
-    downloads = services.storage.download_router()
+    downloads = services.storage.download_router(
+        functools.partial(operations.stored_key_is_live, services))
     if downloads is not None:
         app.include_router(downloads)
     for trust_module in (usage_routes, webhook_routes):

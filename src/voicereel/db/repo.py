@@ -39,9 +39,11 @@ from voicereel.db.tables import (
     JobUnit,
     SeenSignature,
     Speaker,
+    StoragePurge,
     Tenant,
     UTCDateTime,
     WebhookAttempt,
+    WebhookDelivery,
     utcnow,
 )
 from voicereel.domain.jobs import UNFINISHED
@@ -191,11 +193,12 @@ def list_speakers(session: Session, tenant_id: str, limit: int, cursor: str | No
     return Page(rows, next_cursor)
 
 
-def delete_speaker(session: Session, tenant_id: str, speaker_id: str) -> Speaker:
+def delete_speaker(session: Session, tenant_id: str, speaker_id: str, prefix: str) -> int:
+    """Remove the speaker and note its files under `prefix` for removal; the purge's id."""
     speaker = get_speaker(session, tenant_id, speaker_id)
     session.delete(speaker)
     session.flush()
-    return speaker
+    return add_storage_purge(session, prefix)
 
 
 # --- jobs: customer side ----------------------------------------------------------------------
@@ -220,8 +223,12 @@ def job_files(session: Session, job_id: str) -> list[JobFile]:
                                 .order_by(JobFile.id)))
 
 
-def delete_job(session: Session, tenant_id: str, job_id: str) -> None:
-    """Cancel the job if unfinished and hide it; the caller removes its stored files."""
+def delete_job(session: Session, tenant_id: str, job_id: str, prefix: str) -> int:
+    """Cancel the job if unfinished, hide it, and note its files under `prefix` for removal.
+
+    Returns the purge's id: the caller removes the files after the commit (`outbox.purge`),
+    and the sweep retries that until it succeeds.
+    """
     job = get_job(session, tenant_id, job_id)
     now = utcnow()
     if job.status in UNFINISHED:
@@ -231,6 +238,20 @@ def delete_job(session: Session, tenant_id: str, job_id: str) -> None:
     job.deleted_at = now
     session.execute(delete(JobFile).where(JobFile.job_id == job.id))
     session.execute(delete(JobUnit).where(JobUnit.job_id == job.id))
+    return add_storage_purge(session, prefix)
+
+
+def owner_is_live(session: Session, tenant_id: str, kind: str, owner_id: str) -> bool:
+    """True while the job (`kind` "jobs") or speaker ("speakers") exists and is not deleted."""
+    if kind == "jobs":
+        query = select(func.count()).select_from(Job).where(
+            Job.tenant_id == tenant_id, Job.id == owner_id, Job.deleted_at.is_(None))
+    elif kind == "speakers":
+        query = select(func.count()).select_from(Speaker).where(
+            Speaker.tenant_id == tenant_id, Speaker.id == owner_id)
+    else:
+        return False
+    return session.scalar(query) == 1
 
 
 # --- jobs: worker side ------------------------------------------------------------------------
@@ -274,19 +295,28 @@ def extend_leases(session: Session, owners: list[str], lease_seconds: float) -> 
     )
 
 
-def fail_exhausted_jobs(session: Session, max_attempts: int) -> int:
-    """Jobs whose every attempt died or was put back get a readable error, not a stuck state."""
+def fail_exhausted_jobs(session: Session, max_attempts: int, limit: int = 500) -> int:
+    """Jobs whose every attempt died or was put back get a readable error, not a stuck state.
+
+    Each is failed on its own, so that exactly the jobs this call failed get a callback.
+    """
     now = utcnow()
     verdict = f"the job was attempted {max_attempts} times and no attempt finished"
-    result = session.execute(
-        update(Job)
-        .where(Job.attempts >= max_attempts, _claimable(now))
-        .values(status="failed", finished_at=now, lease_owner=None, retry_at=None,
-                # a job put back by a transient failure says what that failure was
-                error=func.coalesce(literal(verdict + "; the last: ") + Job.error,
-                                    literal(verdict)))
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    exhausted = and_(Job.attempts >= max_attempts, _claimable(now))
+    failed = 0
+    for job_id in list(session.scalars(select(Job.id).where(exhausted).limit(limit))):
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, exhausted)
+            .values(status="failed", finished_at=now, lease_owner=None, retry_at=None,
+                    # a job put back by a transient failure says what that failure was
+                    error=func.coalesce(literal(verdict + "; the last: ") + Job.error,
+                                        literal(verdict)))
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            _queue_webhook(session, job_id)
+            failed += 1
+    return failed
 
 
 def finish_job(session: Session, job_id: str, owner: str, files: list[JobFile],
@@ -303,6 +333,7 @@ def finish_job(session: Session, job_id: str, owner: str, files: list[JobFile],
         return False
     session.execute(delete(JobFile).where(JobFile.job_id == job_id))
     session.add_all(files)
+    _queue_webhook(session, job_id)
     return True
 
 
@@ -343,7 +374,10 @@ def fail_job(session: Session, job_id: str, owner: str, error: str) -> bool:
         .where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner)
         .values(status="failed", finished_at=utcnow(), lease_owner=None, error=error)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    _queue_webhook(session, job_id)
+    return True
 
 
 def release_job(session: Session, job_id: str, owner: str, *, retry_in: float,
@@ -451,10 +485,74 @@ def delete_idempotency_records(session: Session, tenant_id: str, key: str | None
     session.execute(query)
 
 
-def add_webhook_attempt(session: Session, job_id: str, attempt: int, status_code: int | None,
-                        error: str | None) -> None:
+def _insert(session: Session) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _queue_webhook(session: Session, job_id: str) -> None:
+    """The outbox row of a job that just reached a final state, if it has a callback URL.
+
+    Written in the transaction that sets the state, so no crash can lose the callback; a job
+    gets one delivery however often it ends.
+    """
+    request = session.scalar(select(Job.request).where(Job.id == job_id)) or {}
+    if request.get("callback_url"):
+        session.execute(_insert(session)(WebhookDelivery)
+                        .values(job_id=job_id, state="pending", attempts=0,
+                                next_attempt_at=utcnow(), created_at=utcnow())
+                        .on_conflict_do_nothing())
+
+
+def due_webhook_deliveries(session: Session, limit: int = 100) -> list[str]:
+    """Job ids of pending deliveries whose next attempt is due, oldest first."""
+    return list(session.scalars(
+        select(WebhookDelivery.job_id)
+        .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= utcnow())
+        .order_by(WebhookDelivery.next_attempt_at).limit(limit)))
+
+
+def claim_webhook_delivery(session: Session, job_id: str, hold_seconds: float) -> int | None:
+    """Take the job's delivery if due: its next attempt moves `hold_seconds` away meanwhile.
+
+    Returns the number the attempt gets, or None when the delivery is not due or another
+    process took it.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.job_id == job_id, WebhookDelivery.state == "pending",
+               WebhookDelivery.next_attempt_at <= now)
+        .values(next_attempt_at=now + timedelta(seconds=hold_seconds))
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    attempts = session.scalar(select(WebhookDelivery.attempts)
+                              .where(WebhookDelivery.job_id == job_id))
+    return int(attempts or 0) + 1
+
+
+def record_webhook_attempt(session: Session, job_id: str, attempt: int, status_code: int | None,
+                           error: str | None, state: str,
+                           next_attempt_at: datetime | None = None) -> None:
+    """Keep an attempt of the job's delivery and what comes next: `state` pending (then at
+    `next_attempt_at`), delivered or failed (no attempts left)."""
     session.add(WebhookAttempt(job_id=job_id, attempt=attempt, status_code=status_code,
                                error=error))
+    values: dict[str, Any] = {"attempts": attempt, "state": state, "last_error": error}
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    session.execute(update(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                    .values(**values))
+
+
+def end_webhook_delivery(session: Session, job_id: str, state: str, reason: str) -> None:
+    """Stop a delivery without an attempt (the job was deleted meanwhile)."""
+    session.execute(update(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+                    .values(state=state, last_error=reason))
+
+
+def webhook_delivery(session: Session, job_id: str) -> WebhookDelivery | None:
+    return session.get(WebhookDelivery, job_id)
 
 
 def webhook_attempts(session: Session, job_id: str) -> list[WebhookAttempt]:
@@ -513,6 +611,46 @@ def unit_keys(session: Session, job_id: str) -> dict[int, str]:
     return {index: key for index, key in rows}
 
 
+def add_storage_purge(session: Session, prefix: str) -> int:
+    """Note that every stored object under `prefix` must go; the purge's id."""
+    purge = StoragePurge(prefix=prefix, attempts=0, next_attempt_at=utcnow())
+    session.add(purge)
+    session.flush()
+    return purge.id
+
+
+def due_storage_purges(session: Session, limit: int = 100) -> list[int]:
+    return list(session.scalars(select(StoragePurge.id)
+                                .where(StoragePurge.next_attempt_at <= utcnow())
+                                .order_by(StoragePurge.next_attempt_at).limit(limit)))
+
+
+def claim_storage_purge(session: Session, purge_id: int, retry_seconds: float) -> str | None:
+    """Take a due purge, its next try `retry_seconds` away should this one fail; its prefix."""
+    now = utcnow()
+    result = session.execute(
+        update(StoragePurge)
+        .where(StoragePurge.id == purge_id, StoragePurge.next_attempt_at <= now)
+        .values(next_attempt_at=now + timedelta(seconds=retry_seconds),
+                attempts=StoragePurge.attempts + 1))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    return session.scalar(select(StoragePurge.prefix).where(StoragePurge.id == purge_id))
+
+
+def storage_purge_done(session: Session, purge_id: int) -> None:
+    session.execute(delete(StoragePurge).where(StoragePurge.id == purge_id))
+
+
+def storage_purge_failed(session: Session, purge_id: int, error: str) -> None:
+    session.execute(update(StoragePurge).where(StoragePurge.id == purge_id)
+                    .values(last_error=error))
+
+
+def pending_storage_purges(session: Session) -> list[StoragePurge]:
+    return list(session.scalars(select(StoragePurge).order_by(StoragePurge.id)))
+
+
 def record_unit(session: Session, job_id: str, index: int, key: str, units_total: int) -> bool:
     """Record `key` as the unit of a line of a running job; raise progress to the lines done.
 
@@ -520,7 +658,7 @@ def record_unit(session: Session, job_id: str, index: int, key: str, units_total
     line has a unit already (the first recorded take counts); the caller then removes the take
     it wrote. Progress only ever goes up, even when two workers record lines at once.
     """
-    insert_fn = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert_fn = _insert(session)
     running = select(Job.id).where(Job.id == job_id, Job.status == "running",
                                    Job.deleted_at.is_(None))
     # The write comes first so that SQLite takes its write lock before anything is read.

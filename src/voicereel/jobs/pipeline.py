@@ -47,7 +47,7 @@ from voicereel.jobs.units import RenderedLine
 from voicereel.observability import job_log_context, observe_job_finished
 from voicereel.services import Services
 from voicereel.storage import job_prefix
-from voicereel.webhooks import deliver_job_webhook
+from voicereel.webhooks import send_soon
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def run_job(services: Services, job_id: str, owner: str, lines: LineRenderer) ->
                                           for i in range(count)], owner)
             log.info("job %s: assembled by %s (%d of %d lines from storage)", job_id, owner,
                      count - len(rendered), count)
-        deliver_job_webhook(services, job_id)  # the end-of-job hook, whatever the outcome
+        send_soon(services, job_id)  # the end-of-job hook, whatever the outcome
 
 
 def claim(services: Services, job_id: str, owner: str) -> Job | None:

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from voicereel import outbox
 from voicereel.db import repo
 from voicereel.services import Services
 
@@ -27,6 +28,7 @@ def sweep(services: Services, dispatch: Dispatch) -> int:
     with services.db.session() as session:
         repo.fail_exhausted_jobs(session, services.settings.max_attempts)
         candidates = repo.dispatchable_jobs(session)
+    outbox.sweep(services)
     return sum(dispatch(job_id, attempts) for job_id, attempts in candidates)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Protocol
 
 from fastapi import APIRouter
@@ -45,6 +46,10 @@ class Storage(Protocol):
         """Make the store usable (run by `voicereel migrate` and `serve`), e.g. its bucket."""
         ...
 
-    def download_router(self) -> APIRouter | None:
-        """Routes the API mounts for this store's downloads; None when clients fetch elsewhere."""
+    def download_router(self, is_live: Callable[[str], bool]) -> APIRouter | None:
+        """Routes the API mounts for this store's downloads; None when clients fetch elsewhere.
+
+        `is_live(key)` is False once the key's job or speaker is deleted: its files are not
+        served even while their removal is still being retried.
+        """
         ...

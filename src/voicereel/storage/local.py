@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +76,7 @@ class LocalStorage:
     def prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def download_router(self) -> APIRouter:
+    def download_router(self, is_live: Callable[[str], bool]) -> APIRouter:
         """Downloads of stored files, only through signed, expiring URLs."""
         router = APIRouter(tags=["files"])
 
@@ -85,7 +86,7 @@ class LocalStorage:
                      sig: Annotated[str, Query(max_length=128)] = "") -> FileResponse:
             verify_url(self._secret, key, expires, name, sig)
             path = self.path(key)  # the key was signed by us; path() checks it once more
-            if not path.is_file():
+            if not path.is_file() or not is_live(key):
                 raise NotFound("the file has been deleted")
             return FileResponse(path, media_type=_media_type(path.suffix),
                                 filename=name or path.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -159,8 +159,8 @@ class S3Storage:
                                                        ExpiresIn=ttl_seconds)
         return url
 
-    def download_router(self) -> None:
-        """Clients download from the store itself, through presigned URLs."""
+    def download_router(self, is_live: Callable[[str], bool]) -> None:
+        """Clients download from the store itself, through presigned URLs (they expire)."""
         return None
 
     def ready(self) -> bool:
