@@ -24,6 +24,13 @@ def sweep(services: Services) -> None:
     purge_due(services)
 
 
+def remove(services: Services, prefix: str) -> None:
+    """Remove the files under `prefix` now, or, if the store fails, with the sweep later."""
+    with services.db.session() as session:
+        purge_id = repo.add_storage_purge(session, prefix)
+    purge(services, purge_id)
+
+
 def purge(services: Services, purge_id: int) -> bool:
     """Remove the purge's files if it is due and nobody else does; True once they are gone."""
     with services.db.session() as session:

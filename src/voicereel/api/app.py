@@ -58,10 +58,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     for module in (speakers, jobs, health, metrics):
         app.include_router(module.router)
-    downloads = services.storage.download_router(
-        functools.partial(operations.stored_key_is_live, services))
-    if downloads is not None:
-        app.include_router(downloads)
+    services.storage.mount_downloads(
+        app, functools.partial(operations.stored_key_is_live, services))
     for trust_module in (usage_routes, webhook_routes):
         app.include_router(trust_module.router)
     app.include_router(openai_routes.router)

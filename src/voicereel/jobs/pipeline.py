@@ -29,6 +29,7 @@ from typing import Protocol
 import numpy as np
 import soundfile as sf
 
+from voicereel import outbox
 from voicereel.audio.encode import CONTENT_TYPES as AUDIO_TYPES
 from voicereel.audio.encode import encode
 from voicereel.audio.io import resample
@@ -323,7 +324,7 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
         with services.db.session() as session:
             gone = repo.job_is_gone(session, plan.job_id)
         if gone:  # canceled while the files were written: nothing of this job may remain
-            services.storage.delete_prefix(plan.prefix)
+            outbox.remove(services, plan.prefix)
         # Otherwise a newer attempt owns the job; its files have these same keys.
         raise JobLost(plan.job_id)
     observe_job_finished(seconds=(utcnow() - plan.created_at).total_seconds(),
@@ -359,7 +360,7 @@ def render_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine |
     with services.db.session() as session:
         recorded = repo.record_unit(session, plan.job_id, index, key, plan.units_total)
     if not recorded:
-        services.storage.delete_prefix(folder)
+        outbox.remove(services, folder)
         return None
     return line
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
-from fastapi import APIRouter
+from fastapi import FastAPI
 
 from voicereel.errors import BadRequest
 
@@ -46,8 +46,9 @@ class Storage(Protocol):
         """Make the store usable (run by `voicereel migrate` and `serve`), e.g. its bucket."""
         ...
 
-    def download_router(self, is_live: Callable[[str], bool]) -> APIRouter | None:
-        """Routes the API mounts for this store's downloads; None when clients fetch elsewhere.
+    def mount_downloads(self, app: FastAPI, is_live: Callable[[str], bool]) -> None:
+        """Add to `app` whatever routes serve this store's downloads (none when clients fetch
+        from the store itself).
 
         `is_live(key)` is False once the key's job or speaker is deleted: its files are not
         served even while their removal is still being retried.

@@ -1,7 +1,7 @@
 """Local storage: files under the data dir, served by the API through signed URLs.
 
 The download route (`GET /v1/files/{key}?expires=&name=&sig=`) belongs to this store: the API
-mounts whatever `download_router()` returns.
+asks it to `mount_downloads`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse
 
 from voicereel.auth.urls import FILES_PATH, sign_url, verify_url
@@ -76,22 +77,33 @@ class LocalStorage:
     def prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def download_router(self, is_live: Callable[[str], bool]) -> APIRouter:
-        """Downloads of stored files, only through signed, expiring URLs."""
-        router = APIRouter(tags=["files"])
+    def mount_downloads(self, app: FastAPI, is_live: Callable[[str], bool]) -> None:
+        """Serve this store's files on `app`, only through signed, expiring URLs."""
+        app.state.local_downloads = _Downloads(self, is_live)
+        app.include_router(_router)
 
-        @router.get(FILES_PATH + "{key:path}", response_class=FileResponse)
-        def download(key: str, expires: Annotated[str, Query(max_length=20)] = "",
-                     name: Annotated[str, Query(max_length=200)] = "",
-                     sig: Annotated[str, Query(max_length=128)] = "") -> FileResponse:
-            verify_url(self._secret, key, expires, name, sig)
-            path = self.path(key)  # the key was signed by us; path() checks it once more
-            if not path.is_file() or not is_live(key):
-                raise NotFound("the file has been deleted")
-            return FileResponse(path, media_type=_media_type(path.suffix),
-                                filename=name or path.name)
 
-        return router
+@dataclass
+class _Downloads:
+    store: LocalStorage
+    is_live: Callable[[str], bool]
+
+
+# A module-level endpoint that finds its store on the app: FastAPI caches endpoint callables
+# for the life of the process, so a closure over one app's store would keep that app alive.
+_router = APIRouter(tags=["files"])
+
+
+@_router.get(FILES_PATH + "{key:path}", response_class=FileResponse)
+def download(request: Request, key: str, expires: Annotated[str, Query(max_length=20)] = "",
+             name: Annotated[str, Query(max_length=200)] = "",
+             sig: Annotated[str, Query(max_length=128)] = "") -> FileResponse:
+    downloads: _Downloads = request.app.state.local_downloads
+    verify_url(downloads.store._secret, key, expires, name, sig)
+    path = downloads.store.path(key)  # the key was signed by us; path() checks it once more
+    if not path.is_file() or not downloads.is_live(key):
+        raise NotFound("the file has been deleted")
+    return FileResponse(path, media_type=_media_type(path.suffix), filename=name or path.name)
 
 
 def _media_type(suffix: str) -> str:

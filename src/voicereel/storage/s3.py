@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import FastAPI
 
 from voicereel.errors import NotFound, ServiceUnavailable, StorageUnavailable
 from voicereel.settings import Settings
@@ -159,9 +160,9 @@ class S3Storage:
                                                        ExpiresIn=ttl_seconds)
         return url
 
-    def download_router(self, is_live: Callable[[str], bool]) -> None:
-        """Clients download from the store itself, through presigned URLs (they expire)."""
-        return None
+    def mount_downloads(self, app: FastAPI, is_live: Callable[[str], bool]) -> None:
+        """Nothing to mount: clients download from the store itself, through presigned URLs
+        (they expire)."""
 
     def ready(self) -> bool:
         try:
