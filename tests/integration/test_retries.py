@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.test_s3 import _s3_settings, aws_test_credentials, moto_endpoint
+from tests.integration.test_s3 import _s3_settings
 from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.services import build_services
 
-__all__ = ["aws_test_credentials", "moto_endpoint"]  # fixtures shared with test_s3.py
+pytestmark = pytest.mark.usefixtures("aws_test_credentials")
 
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
              b"<Message>Please reduce your request rate.</Message></Error>")

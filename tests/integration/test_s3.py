@@ -6,9 +6,6 @@ the signed query names the TTL setting and the signing time.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.chaos.cluster import free_port
 from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.db import repo
@@ -30,56 +28,7 @@ from voicereel.settings import Settings
 from voicereel.storage import job_prefix, speaker_prefix
 from voicereel.storage.s3 import S3Storage
 
-SERVER_START_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3 server in its own process; the session fails loudly if it does not start."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto server exited: {log_path.read_text()[-2000:]}")
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not answer on {endpoint}")
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def aws_test_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Test-only credentials; no profile or config file of this machine is read."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+pytestmark = pytest.mark.usefixtures("aws_test_credentials")
 
 
 def _s3_settings(endpoint: str, tmp_path: Path, **overrides: Any) -> Settings:
@@ -166,7 +115,7 @@ def test_bucket_creation_and_readiness(moto_endpoint: str, tmp_path: Path) -> No
     assert store.ready()
     location = store._client.get_bucket_location(Bucket=store.bucket)["LocationConstraint"]
     assert location == "eu-west-1"
-    unreachable = S3Storage(_s3_settings(f"http://127.0.0.1:{_free_port()}", tmp_path))
+    unreachable = S3Storage(_s3_settings(f"http://127.0.0.1:{free_port()}", tmp_path))
     assert not unreachable.ready()
 
 

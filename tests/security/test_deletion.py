@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from botocore.client import Config
 from fastapi.testclient import TestClient
 
 from tests.api.trust_helpers import add_job_row, add_speaker_row, caller
+from tests.chaos.cluster import free_port
 from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.db import repo
@@ -35,56 +33,7 @@ from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 from voicereel.storage import job_prefix, speaker_prefix
 
-SERVER_START_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3 server in its own process; fails loudly if it does not start."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto server exited: {log_path.read_text()[-2000:]}")
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not answer on {endpoint}")
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture(autouse=True)
-def aws_test_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Test-only credentials; no profile or config file of this machine is read."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+pytestmark = pytest.mark.usefixtures("aws_test_credentials")
 
 
 class Relay:
@@ -96,7 +45,7 @@ class Relay:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.port = _free_port()
+        self.port = free_port()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []

@@ -117,10 +117,14 @@ class JobRun:
             self.check_ownership()
         return line
 
+    def unit_keys(self) -> dict[int, str]:
+        """The storage key of every line's recorded unit."""
+        with self.services.db.session() as session:
+            return repo.unit_keys(session, self.plan.job_id)
+
     def missing(self) -> list[int]:
         """Indexes of the lines with no stored unit yet, in script order."""
-        with self.services.db.session() as session:
-            done = repo.unit_keys(session, self.plan.job_id)
+        done = self.unit_keys()
         return [i for i in range(len(self.plan.request.script)) if i not in done]
 
     def check_ownership(self) -> None:
@@ -182,7 +186,8 @@ def run_job(services: Services, job_id: str, owner: str, lines: LineRenderer) ->
             rendered = lines.render(run, missing) if missing else {}
             run.check_ownership()
             count = len(run.plan.request.script)
-            assemble(services, run.plan, [rendered.get(i) or load_unit(services, run.plan, i)
+            stored = run.unit_keys() if len(rendered) < count else {}
+            assemble(services, run.plan, [rendered.get(i) or load_unit(services, stored[i], i)
                                           for i in range(count)], owner)
             log.info("job %s: assembled by %s (%d of %d lines from storage)", job_id, owner,
                      count - len(rendered), count)
@@ -365,10 +370,8 @@ def render_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine |
     return line
 
 
-def load_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine:
-    """A line stored by another process or an earlier attempt."""
-    with services.db.session() as session:
-        key = repo.unit_keys(session, plan.job_id)[index]
+def load_unit(services: Services, key: str, index: int) -> RenderedLine:
+    """Line `index`, as stored at `key` by another process or an earlier attempt."""
     try:
         return units.unpack_unit(services.storage.get(key))
     except units.UnitUnreadable as exc:
