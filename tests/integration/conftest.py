@@ -6,32 +6,22 @@ each test gets its own tenant, so they share one server without seeing each othe
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.chaos.cluster import free_port
 from tests.conftest import database_backends, postgres_schema
+from tests.serve import voicereel_serve
 from voicereel import operations
 from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
-READY_TIMEOUT_SECONDS = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_free_port = free_port  # test_cli and test_sdk import it from here
 
 
 @dataclass
@@ -60,33 +50,11 @@ def live_server(request: pytest.FixtureRequest,
 
 
 def _serve(root: Path, database_url: str) -> Iterator[LiveServer]:
-    data_dir = root / "data"
-    env = {**os.environ, "VOICEREEL_DATA_DIR": str(data_dir),
-           "VOICEREEL_DATABASE_URL": database_url}
-    services = build_services(Settings(data_dir=data_dir, database_url=database_url))
-    port = _free_port()
-    log_path = root / "serve.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "voicereel", "serve", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    services = build_services(Settings(data_dir=root / "data", database_url=database_url))
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"server never became ready:\n" \
-                                                f"{log_path.read_text()}"
-            time.sleep(0.2)
-        yield LiveServer(base, env, services, log_path)
+        with voicereel_serve(root, database_url) as serve:
+            yield LiveServer(serve.base_url, serve.env, services, serve.log_path)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
         services.db.dispose()
 
 

@@ -6,13 +6,9 @@ are liveness bounds (generous, as the issue states them); the measured figures a
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import secrets
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,13 +23,13 @@ from pydantic import ValidationError
 
 from tests.api.trust_helpers import problem
 from tests.conftest import database_backends, postgres_schema
+from tests.serve import voicereel_serve
 from voicereel import operations
 from voicereel.auth import signing
 from voicereel.services import Services, build_services
 from voicereel.settings import SECRET_FILE_NAME, Settings
 from voicereel.storage.local import LocalStorage
 
-READY_TIMEOUT_SECONDS = 180
 MiB = 1024 * 1024
 
 
@@ -49,12 +45,6 @@ class Server:
                                                   **options)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module", params=database_backends())
 def server(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -66,31 +56,11 @@ def server(request: pytest.FixtureRequest,
         else:
             database_url = f"sqlite:///{root / 'voicereel.db'}"
         data_dir = root / "data"
-        env = {**os.environ, "VOICEREEL_DATA_DIR": str(data_dir),
-               "VOICEREEL_DATABASE_URL": database_url, "VOICEREEL_RATE_LIMIT_PER_MINUTE": "0"}
-        port = _free_port()
-        log_path = root / "serve.log"
-        log = stack.enter_context(log_path.open("wb"))
-        proc = subprocess.Popen([sys.executable, "-m", "voicereel", "serve", "--port", str(port)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-            while True:  # ready: migrated, and the engine loaded (its memory is in the baseline)
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
+        # ready: migrated, and the engine loaded (its memory is in the baseline)
+        with voicereel_serve(root, database_url, {"VOICEREEL_RATE_LIMIT_PER_MINUTE": "0"}) as serve:
             services = build_services(Settings(data_dir=data_dir, database_url=database_url))
             stack.callback(services.db.dispose)
-            yield Server(base, proc.pid, data_dir, services)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            yield Server(serve.base_url, serve.pid, data_dir, services)
 
 
 def _rss_bytes(pid: int) -> int:

@@ -12,7 +12,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,12 +26,12 @@ import pytest
 import soundfile as sf
 
 from tests.api.trust_helpers import problem
+from tests.serve import voicereel_serve
 from voicereel import errors, operations
 from voicereel.services import build_services
 from voicereel.settings import Settings
 from voicereel.uploads import decode_reference
 
-READY_TIMEOUT_SECONDS = 180
 ANSWER_BOUND_SECONDS = 5.0  # the issue's bound for refusing a header bomb
 RSS_BOUND_MB = 300.0  # the issue's bound on what header bombs may cost the server
 PIPER_RATE = 22050
@@ -77,14 +76,6 @@ class Server:
         return found
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ffmpeg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding `ffmpeg` (the system's, else the one imageio-ffmpeg ships), for PATH."""
@@ -102,35 +93,14 @@ def ffmpeg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _serve(root: Path, ffmpeg_dir: Path, **env: str) -> Iterator[Server]:
     data_dir = root / "data"
     database_url = f"sqlite:///{root / 'voicereel.db'}"
-    full_env = {**os.environ, "VOICEREEL_DATA_DIR": str(data_dir),
-                "VOICEREEL_DATABASE_URL": database_url,
-                "PATH": f"{ffmpeg_dir}{os.pathsep}{os.environ.get('PATH', '')}", **env}
-    port = _free_port()
-    log_path = root / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "voicereel", "serve", "--port", str(port)],
-                                env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
+    path = {"PATH": f"{ffmpeg_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with voicereel_serve(root, database_url, {**path, **env}) as serve:
+        services = build_services(Settings(data_dir=data_dir, database_url=database_url))
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
-            services = build_services(Settings(data_dir=data_dir, database_url=database_url))
-            try:
-                key = operations.create_key(services, f"t-{uuid.uuid4().hex[:10]}")
-            finally:
-                services.db.dispose()
-            yield Server(base, proc.pid, key, log_path)
+            key = operations.create_key(services, f"t-{uuid.uuid4().hex[:10]}")
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            services.db.dispose()
+        yield Server(serve.base_url, serve.pid, key, serve.log_path)
 
 
 @pytest.fixture(scope="module")
