@@ -21,13 +21,14 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from tests.api.trust_helpers import problem
+from tests.api.trust_helpers import add_speaker_row, caller, problem
 from tests.conftest import database_backends, postgres_schema
 from tests.serve import voicereel_serve
 from voicereel import operations
 from voicereel.auth import signing
 from voicereel.services import Services, build_services
 from voicereel.settings import SECRET_FILE_NAME, Settings
+from voicereel.storage import speaker_prefix
 from voicereel.storage.local import LocalStorage
 
 MiB = 1024 * 1024
@@ -194,7 +195,9 @@ def test_the_signing_secret_is_read_once_at_start(server: Server) -> None:
     key, secret = server.key(require_signature=True)
     assert secret
     storage = server.services.storage
-    file_key = f"t-secret/{uuid.uuid4().hex}/note.txt"
+    tenant_id = caller(server.services, key)[1].id
+    # a file of a live speaker: downloads of deleted resources are refused whatever the URL
+    file_key = f"{speaker_prefix(tenant_id, add_speaker_row(server.services, tenant_id))}/note.txt"
     storage.put(file_key, b"kept", "text/plain")
     signed_by_start_secret = storage.url(file_key, 600, "note.txt")
     secret_file = server.data_dir / SECRET_FILE_NAME

@@ -668,11 +668,12 @@ def record_unit(session: Session, job_id: str, index: int, key: str, units_total
                      select(literal(job_id), literal(index), literal(key),
                             literal(utcnow(), UTCDateTime())).where(running.exists()))
         .on_conflict_do_nothing()
-    )
+        .returning(JobUnit.index)  # rowcount of INSERT ... SELECT is -1 on psycopg
+    ).first()
     done = (select(func.count()).select_from(JobUnit).where(JobUnit.job_id == job_id)
             .scalar_subquery())
     raised = case((done > Job.units_done, done), else_=Job.units_done)
-    if not inserted.rowcount:  # type: ignore[attr-defined]
+    if inserted is None:
         return False
     session.execute(
         update(Job)
