@@ -156,9 +156,22 @@ class _Pool:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._waiting: deque[tuple[Services, str]] = deque()
         self._queued: set[str] = set()
+        self._sending: list[Services] = []  # the services of each attempt under way
         self._threads = 0
+
+    def drain(self, services: Services, timeout: float) -> None:
+        """Drop `services`' waiting deliveries (their rows stay due for the next sweep) and
+        wait up to `timeout` for its attempts under way, so nothing uses it after it stops."""
+        with self._lock:
+            kept = [(s, job_id) for s, job_id in self._waiting if s is not services]
+            for s, job_id in self._waiting:
+                if s is services:
+                    self._queued.discard(job_id)
+            self._waiting = deque(kept)
+            self._idle.wait_for(lambda: all(s is not services for s in self._sending), timeout)
 
     def submit(self, services: Services, job_id: str) -> None:
         with self._lock:
@@ -178,6 +191,7 @@ class _Pool:
                     self._threads -= 1
                     return
                 services, job_id = self._waiting.popleft()
+                self._sending.append(services)
             try:
                 attempt(services, job_id)
             except Exception:
@@ -185,6 +199,8 @@ class _Pool:
             finally:
                 with self._lock:
                     self._queued.discard(job_id)
+                    self._sending.remove(services)
+                    self._idle.notify_all()
 
 
 _pool = _Pool()
@@ -193,6 +209,12 @@ _pool = _Pool()
 def send_soon(services: Services, job_id: str) -> None:
     """Post the job's callback on this process's pool if one is due (a runner's last step)."""
     _pool.submit(services, job_id)
+
+
+def stop_sending(services: Services) -> None:
+    """Before `services` shuts down: no new attempt starts, those under way end (an attempt
+    takes at most `webhook_timeout_seconds`)."""
+    _pool.drain(services, services.settings.webhook_timeout_seconds + 1)
 
 
 def send_due(services: Services, limit: int = 100) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from tests import serve
 from voicereel.db import repo
-from voicereel.db.tables import Speaker
 from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
@@ -37,18 +36,6 @@ def voicereel_serve(root: Path, database_url: str, **settings: str) -> Iterator[
             yield Server(live.base_url, live.proc, services, live.log_path)
     finally:
         services.db.dispose()
-
-
-def add_speaker_row(services: Services, tenant_id: str) -> str:
-    """A speaker without a stored reference: piper renders it with its fixed fallback profile."""
-    speaker_id = repo.new_id("spk")
-    with services.db.session() as session:
-        repo.add_speaker(session, Speaker(
-            id=speaker_id, tenant_id=tenant_id, name="Row", lang="en", transcript="",
-            reference_key=f"tenants/{tenant_id}/speakers/{speaker_id}/reference.wav",
-            reference_format="wav", reference_seconds=35.0, speech_seconds=33.0,
-            engine="piper", profile={}))
-    return speaker_id
 
 
 def tenant_of(services: Services, key: str) -> tuple[str, str]:

@@ -27,8 +27,9 @@ import httpx
 import pytest
 import redis
 
+from tests.api.trust_helpers import add_speaker_row
 from tests.conftest import database_backends, postgres_schema
-from tests.security.limits_helpers import Server, add_speaker_row, tenant_of, voicereel_serve
+from tests.security.limits_helpers import Server, tenant_of, voicereel_serve
 from voicereel import operations
 from voicereel.db import repo
 from voicereel.db.tables import Job, Speaker, utcnow

@@ -22,7 +22,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.security.limits_helpers import Server, add_speaker_row, tenant_of, voicereel_serve
+from tests.api.trust_helpers import add_speaker_row
+from tests.security.limits_helpers import Server, tenant_of, voicereel_serve
 from voicereel import operations
 from voicereel.audio.loudness import master_envelope
 from voicereel.audio.mix import concat_with_pauses

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from voicereel import __version__, observability, operations
+from voicereel import __version__, observability, operations, webhooks
 from voicereel.api import deps, problems
 from voicereel.api.body_guard import BodyGuard
 from voicereel.api.routes import health, jobs, metrics, speakers
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             yield
         finally:
             runner.stop()
+            webhooks.stop_sending(services)  # deliveries left waiting stay due in the outbox
             # A model still loading in native code when the interpreter exits aborts it.
             warm_up.join()
 
