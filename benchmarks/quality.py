@@ -16,8 +16,9 @@ captions, and measures over the lines of all takes:
 - real-time factor: submit-to-succeeded seconds over the master's seconds, per take.
 Loudness, peak and real-time factor are reported for the worst take.
 
-piper draws its noise inside the ONNX graph from onnxruntime's global seed (--seed); a job
-renders two lines at once, so the draws interleave and two runs of one seed differ a little.
+piper's noise comes from a seed per line, which the engine draws from a sequence seeded by
+--seed (VOICEREEL_PIPER_SEED); a job renders two lines at once, so which line gets which seed
+may differ between two runs of one seed.
 
 Needs the `eval` extra and espeak-ng:  pip install -e '.[eval]'; apt-get install espeak-ng
 
@@ -242,14 +243,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path,
                         default=Path(tempfile.gettempdir()) / "voicereel-quality-references")
-    parser.add_argument("--seed", type=int, default=1, help="onnxruntime's seed for piper's noise")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seeds the sequence of piper's per-line seeds")
     parser.add_argument("--takes", type=int, default=TAKES,
                         help="jobs rendering the dialogue (each line's WER and attribution is "
                              "measured in every take)")
     args = parser.parse_args()
-    import onnxruntime
-
-    onnxruntime.set_seed(args.seed)  # before any piper model loads: its noise kernels take it
+    os.environ["VOICEREEL_PIPER_SEED"] = str(args.seed)  # read by every Settings() below
 
     print(f"Rendering the reference voices (cached in {args.cache})...", flush=True)
     references = {v.name: reference_wav(v, args.cache) for v in VOICES}

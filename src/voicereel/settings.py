@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # 0.8); both 0 render a line the same way every time, e.g. to compare runs
     piper_noise_scale: float | None = Field(None, ge=0, le=2)
     piper_noise_w_scale: float | None = Field(None, ge=0, le=2)
+    # seeds the seeds piper draws for lines rendered without one (None: a new sequence per
+    # process); a line's own seed, kept in its unit, is what renders it again
+    piper_seed: int | None = None
 
     # fish-speech engine
     fish_speech_urls: str = ""  # comma-separated base URLs

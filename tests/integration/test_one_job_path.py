@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tests.chaos.cluster import (
     add_speakers,
@@ -20,6 +22,8 @@ from tests.chaos.cluster import (
     unit_rows,
     wait_for,
 )
+from voicereel.db.tables import Job
+from voicereel.jobs import pipeline, units
 from voicereel.services import Services
 
 # No noise in piper: a line renders to the same samples wherever it renders.
@@ -58,3 +62,30 @@ def test_the_same_job_on_both_runners(database_url: str, tmp_path: Path,
     assert len(on_inline["segments"]) == 6
     assert boundaries(on_celery) == boundaries(on_inline)
     assert on_celery == on_inline
+
+
+def test_a_units_seed_renders_its_line_again_sample_for_sample(
+        database_url: str, tmp_path: Path, reference_wavs: dict[str, bytes],
+        tenant_name: str) -> None:
+    # piper's noise on (the default), so without the seed every rendering differs
+    with cluster(database_url, tmp_path) as group:
+        inline = group.settings.model_copy(update={"runner": "inline"})
+        with api_client(inline, tenant_name) as (client, services):
+            script = dialogue(add_speakers(client, reference_wavs), 2)
+            script[1]["text"] = "A first piece. [pause:300ms] And a second one, at 3 pm."
+            _render(client, services, group.root, script)
+            with services.db.session() as session:
+                job_id = session.scalars(select(Job.id)).one()
+            plan = pipeline.load_plan(services, job_id)
+            keys = pipeline.JobRun(services, plan, "test", 0.0).unit_keys()
+            for index in range(len(script)):
+                stored = units.unpack_unit(services.storage.get(keys[index]))
+                seed = stored.meta["seed"]
+                assert isinstance(seed, int)
+                again = pipeline.render_line(services, plan, index, seed=seed)
+                assert again.meta["seed"] == seed
+                assert np.array_equal(again.audio, stored.audio)
+                assert again.words == stored.words
+                other = pipeline.render_line(services, plan, index, seed=seed + 1)
+                assert (len(other.audio) != len(stored.audio)
+                        or not np.allclose(other.audio, stored.audio))

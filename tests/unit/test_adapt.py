@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from voicereel.engines import adapt
 from voicereel.engines.base import Voice
 from voicereel.engines.piper import (
     MAX_CHUNK_WORDS,
+    SEED_LIMIT,
     PiperEngine,
     join_chunks,
     sentence_chunks,
@@ -202,3 +204,38 @@ def test_a_long_line_keeps_one_level_and_joins_without_clicks(engine: PiperEngin
     usual = float(np.percentile(steps, 99.9))
     for edge in edges:
         assert float(steps[edge - 64:edge + 64].max()) <= usual
+
+
+SEEDED_TEXT = "The harbour was quiet that night. Only the gulls were awake."
+
+
+def test_a_seed_renders_the_same_samples_whatever_was_rendered_before(
+        engine: PiperEngine) -> None:
+    speaker = voice(HIGH.to_json())
+    first = engine.synthesize(SEEDED_TEXT, speaker, seed=4242)
+    engine.synthesize("Something else entirely, to move any generator on.", speaker)
+    with ThreadPoolExecutor(1) as pool:  # another thread, with renders in between
+        again = pool.submit(engine.synthesize, SEEDED_TEXT, speaker, seed=4242).result()
+    assert first.seed == again.seed == 4242
+    assert np.array_equal(first.audio, again.audio)
+    assert first.words == again.words
+
+
+def test_seeds_differ_and_an_unseeded_render_reports_its_seed(engine: PiperEngine) -> None:
+    speaker = voice(HIGH.to_json())
+    unseeded = engine.synthesize(SEEDED_TEXT, speaker)
+    assert unseeded.seed is not None and 0 <= unseeded.seed < SEED_LIMIT
+    again = engine.synthesize(SEEDED_TEXT, speaker, seed=unseeded.seed)
+    other = engine.synthesize(SEEDED_TEXT, speaker, seed=(unseeded.seed + 1) % SEED_LIMIT)
+    assert np.array_equal(unseeded.audio, again.audio)
+    assert len(other.audio) != len(unseeded.audio) or not np.allclose(other.audio,
+                                                                       unseeded.audio)
+
+
+def test_a_chunk_longer_than_the_noise_bank_renders(engine: PiperEngine) -> None:
+    # About 20 s at the slowest length scale: more frames than one noise input holds.
+    text = " ".join(["lighthouse"] * 25)
+    audio, spans = engine.render_base(text, length_scale=2.0, seed=3)
+    assert len(audio) / engine.sample_rate > 15
+    assert len(spans) == 25
+    assert np.array_equal(audio, engine.render_base(text, length_scale=2.0, seed=3)[0])

