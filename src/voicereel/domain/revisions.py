@@ -1,0 +1,147 @@
+"""Revision edits: how a finished job's script changes, and which lines keep their units.
+
+Edits address the lines of the revision they revise, by index, so their order in a request
+does not matter: `{"line": 3, "text": ...}` changes a line (any of text, speaker_id, speed,
+pause_after_ms), `{"line": 2, "retake": true}` renders it again with a new seed,
+`{"insert_after": 5, ...}` adds a line (-1: before the first), `{"delete": 7}` removes one.
+A line keeps its stored unit unless its text, speaker or speed changed or a retake was asked
+for; a new pause after a line changes only the assembly, never the line's audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from voicereel.domain.script import CaptionFormat, OutputOptions, ScriptLine, SynthesisRequest
+from voicereel.errors import ValidationFailed
+
+
+class LineEdit(BaseModel):
+    """Change line `line`, or (with `retake`) render it again as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line: int = Field(ge=0)
+    text: str | None = Field(None, min_length=1)
+    speaker_id: str | None = Field(None, min_length=1, max_length=40)
+    speed: float | None = Field(None, ge=0.5, le=2.0)
+    pause_after_ms: int | None = Field(None, ge=0)
+    retake: bool = False
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("text must not be blank")
+        return value
+
+
+class InsertLine(ScriptLine):
+    """A new line after line `insert_after` (-1: before the first line)."""
+
+    insert_after: int = Field(ge=-1)
+
+
+class DeleteLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delete: int = Field(ge=0)
+
+
+Edit = LineEdit | InsertLine | DeleteLine
+
+
+class RevisionRequest(BaseModel):
+    """Body of `POST /v1/jobs/{id}/revisions`; output and captions default to the revised
+    revision's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    edits: list[Edit] = Field(min_length=1)
+    output: OutputOptions | None = None
+    captions: list[CaptionFormat] | None = None
+
+
+@dataclass(frozen=True)
+class RevisedScript:
+    """The new revision's request, and for each of its lines the line of the revised
+    revision whose unit it reuses (None: the line renders)."""
+
+    request: SynthesisRequest
+    reused_from: list[int | None]
+
+    @property
+    def to_render(self) -> list[int]:
+        return [i for i, source in enumerate(self.reused_from) if source is None]
+
+
+def changed_fields(edit: LineEdit) -> dict[str, object]:
+    """The fields of a line an edit sets (a null pause_after_ms: the default pause)."""
+    return {name: value for name, value in edit.model_dump(exclude_unset=True).items()
+            if name not in ("line", "retake") and (value is not None
+                                                   or name == "pause_after_ms")}
+
+
+def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> RevisedScript:
+    """The script `revision` makes of `previous`; ValidationFailed listing every bad edit."""
+    count = len(previous.script)
+    errors: list[dict[str, object]] = []
+    changes: dict[int, LineEdit] = {}
+    deleted: set[int] = set()
+    inserted: dict[int, list[ScriptLine]] = {}
+    for number, edit in enumerate(revision.edits):
+        loc = ["body", "edits", number]
+        target = (edit.line if isinstance(edit, LineEdit) else
+                  edit.delete if isinstance(edit, DeleteLine) else edit.insert_after)
+        if target >= count:
+            errors.append({"loc": loc, "msg": f"line {target} does not exist; the script has "
+                                              f"lines 0 to {count - 1}"})
+            continue
+        if isinstance(edit, InsertLine):
+            inserted.setdefault(edit.insert_after, []).append(
+                ScriptLine.model_validate(edit.model_dump(exclude={"insert_after"})))
+            continue
+        if target in changes or target in deleted:
+            errors.append({"loc": loc, "msg": f"line {target} has more than one edit"})
+            continue
+        if isinstance(edit, DeleteLine):
+            deleted.add(target)
+        elif not edit.retake and not changed_fields(edit):
+            errors.append({"loc": loc, "msg": "an edit changes text, speaker_id, speed or "
+                                              "pause_after_ms, or asks for a retake"})
+        else:
+            changes[target] = edit
+    if errors:
+        raise ValidationFailed("the edits do not fit the job's script", errors=errors)
+
+    lines: list[ScriptLine] = []
+    reused_from: list[int | None] = []
+
+    def add_inserted(after: int) -> None:
+        for line in inserted.get(after, []):
+            lines.append(line)
+            reused_from.append(None)
+
+    add_inserted(-1)
+    for index, line in enumerate(previous.script):
+        if index not in deleted:
+            change = changes.get(index)
+            new = line if change is None else line.model_copy(update=changed_fields(change))
+            rerender = change is not None and (
+                change.retake or (new.text, new.speaker_id, new.speed)
+                != (line.text, line.speaker_id, line.speed))
+            lines.append(new)
+            reused_from.append(None if rerender else index)
+        add_inserted(index)
+    if not lines:
+        raise ValidationFailed("the edits delete every line; delete the job instead",
+                               errors=[{"loc": ["body", "edits"], "msg": "no line is left"}])
+    data = previous.model_dump(mode="json")
+    data["script"] = [line.model_dump(mode="json") for line in lines]
+    if revision.output is not None:
+        data["output"] = revision.output.model_dump(mode="json")
+    if revision.captions is not None:
+        data["captions"] = revision.captions
+    return RevisedScript(SynthesisRequest.model_validate(data), reused_from)
