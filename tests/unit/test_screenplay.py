@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from voicereel.client.screenplay import (
@@ -10,7 +12,10 @@ from voicereel.client.screenplay import (
     parse_screenplay,
     parse_script,
     resolve_speakers,
+    script_edits,
 )
+from voicereel.domain.revisions import RevisionRequest, apply_edits
+from voicereel.domain.script import SynthesisRequest
 
 SPEAKERS = [("spk_a", "Alice"), ("spk_b", "Bob"), ("spk_m", "Dr. Mary Jones")]
 
@@ -107,3 +112,44 @@ def test_a_screenplay_may_open_with_a_pause_line() -> None:
 def test_json_without_a_script_is_refused() -> None:
     with pytest.raises(ScriptError, match="a JSON script is"):
         parse_script('{"lines": []}')
+
+
+def _line(speaker: str, text: str, **rest: Any) -> dict[str, Any]:
+    return {"speaker_id": speaker, "text": text, **rest}
+
+
+BASE_SCRIPT = [_line("spk_a", f"Line {i}.") if i % 2 else _line("spk_b", f"Line {i}.")
+               for i in range(8)]
+
+
+def test_an_unchanged_script_has_no_edits() -> None:
+    assert script_edits(BASE_SCRIPT, [dict(line) for line in BASE_SCRIPT]) == []
+
+
+@pytest.mark.parametrize(("edited", "expected_edits"), [
+    ([*BASE_SCRIPT[:3], _line("spk_a", "Line three, fixed."), *BASE_SCRIPT[4:]],
+     [{"line": 3, "text": "Line three, fixed."}]),
+    ([*BASE_SCRIPT[:5], *BASE_SCRIPT[6:]], [{"delete": 5}]),
+    ([_line("spk_a", "Opening."), *BASE_SCRIPT],
+     [{"insert_after": -1, "speaker_id": "spk_a", "text": "Opening."}]),
+    ([*BASE_SCRIPT[:2], _line("spk_b", "Line 2.", pause_after_ms=900), *BASE_SCRIPT[3:]],
+     [{"line": 2, "pause_after_ms": 900}]),
+    ([*BASE_SCRIPT[:1], _line("spk_b", "Line 1."), *BASE_SCRIPT[2:]],
+     [{"line": 1, "speaker_id": "spk_b"}]),
+    ([*BASE_SCRIPT[:4], _line("spk_a", "New A."), _line("spk_b", "New B."), *BASE_SCRIPT[7:]],
+     [{"line": 4, "speaker_id": "spk_a", "text": "New A."},
+      {"line": 5, "speaker_id": "spk_b", "text": "New B."}, {"delete": 6}]),
+    ([*BASE_SCRIPT[:7], _line("spk_a", "Line 7.", speed=1.2), _line("spk_b", "Coda.")],
+     [{"line": 7, "speed": 1.2}, {"insert_after": 7, "speaker_id": "spk_b", "text": "Coda."}]),
+])
+def test_script_edits_send_only_what_changed_and_rebuild_the_edited_script(
+        edited: list[dict[str, Any]], expected_edits: list[dict[str, Any]]) -> None:
+    edits = script_edits(BASE_SCRIPT, edited)
+    assert edits == expected_edits
+    current = SynthesisRequest.model_validate({"script": BASE_SCRIPT})
+    revised = apply_edits(current, RevisionRequest.model_validate({"edits": edits}))
+    want = SynthesisRequest.model_validate({"script": edited})
+    assert revised.request.script == want.script
+    changed_lines = sum(1 for edit in edits if "insert_after" in edit or "text" in edit
+                        or "speaker_id" in edit or "speed" in edit)
+    assert len(revised.to_render) == changed_lines

@@ -189,3 +189,42 @@ def _candidates(speakers: list[tuple[str, str]]) -> str:
     more = f" and {len(names) - MAX_CANDIDATES_SHOWN} more" if len(names) > MAX_CANDIDATES_SHOWN \
         else ""
     return f"known speakers: {shown}{more}"
+
+
+_LINE_FIELDS = ("speaker_id", "text", "speed", "pause_after_ms")
+
+
+def script_edits(current: list[dict[str, Any]], edited: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+    """The revision edits that turn a job's `current` script into `edited` (both in the API's
+    JSON form): unchanged lines are left out, so a revision renders only what changed.
+
+    Lines are matched by speaker and text; a changed line in place of another becomes an edit
+    of it, extra ones insertions or deletions.
+    """
+    from difflib import SequenceMatcher
+
+    def key(line: dict[str, Any]) -> tuple[str, str]:
+        return line["speaker_id"], line["text"]
+
+    def value(line: dict[str, Any], name: str) -> Any:
+        return line.get(name, 1.0 if name == "speed" else None)  # the API's defaults
+
+    def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        return {name: value(new, name) for name in _LINE_FIELDS
+                if value(new, name) != value(old, name)}
+
+    edits: list[dict[str, Any]] = []
+    matcher = SequenceMatcher(a=[key(line) for line in current],
+                              b=[key(line) for line in edited], autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        paired = min(a1 - a0, b1 - b0) if op == "replace" else (a1 - a0 if op == "equal" else 0)
+        for k in range(paired):
+            if fields := changes(current[a0 + k], edited[b0 + k]):
+                edits.append({"line": a0 + k, **fields})
+        edits += [{"delete": index} for index in range(a0 + paired, a1)]
+        after = a0 + paired - 1
+        edits += [{"insert_after": after, **{name: edited[index][name] for name in _LINE_FIELDS
+                                            if name in edited[index]}}
+                  for index in range(b0 + paired, b1)]
+    return edits
