@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import Any
 
 _TURN_RE = re.compile(r"(?P<name>[^:\[\]]+?)\s*:\s*(?P<text>.*)")
@@ -202,7 +203,6 @@ def script_edits(current: list[dict[str, Any]], edited: list[dict[str, Any]]
     Lines are matched by speaker and text; a changed line in place of another becomes an edit
     of it, extra ones insertions or deletions.
     """
-    from difflib import SequenceMatcher
 
     def key(line: dict[str, Any]) -> tuple[str, str]:
         return line["speaker_id"], line["text"]
