@@ -107,6 +107,10 @@ class IdempotencyKeyInUse(Conflict):
     slug, title = "idempotency-key-in-use", "A request with this Idempotency-Key is in progress"
 
 
+class JobBusy(Conflict):
+    slug, title = "job-busy", "The job is still rendering"
+
+
 class PayloadTooLarge(VoiceReelError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 

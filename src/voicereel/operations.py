@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import soundfile as sf
 from sqlalchemy.orm import Session
@@ -12,8 +13,9 @@ from voicereel.auth import signing
 from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
 from voicereel.db.tables import ApiKey, Job, Speaker, Tenant
+from voicereel.domain.revisions import RevisionRequest, apply_edits
 from voicereel.domain.script import SynthesisRequest, check_limits, units_total
-from voicereel.errors import ValidationFailed
+from voicereel.errors import JobBusy, ValidationFailed
 from voicereel.jobs.runners.base import JobRunner
 from voicereel.observability import current_request_id
 from voicereel.services import Services
@@ -110,6 +112,16 @@ def add_job(session: Session, services: Services, tenant: Tenant, request: Synth
     """
     if api_key is not None:
         check_job_slots(session, services.settings, api_key)
+    check_speakers(session, tenant, request)
+    return repo.add_job(session, Job(
+        id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
+        request=request.model_dump(mode="json"), units_total=units_total(request),
+        api_key_id=api_key.id if api_key is not None else None,
+        request_id=current_request_id()))
+
+
+def check_speakers(session: Session, tenant: Tenant, request: SynthesisRequest) -> None:
+    """Every line's speaker is one of the tenant's."""
     wanted = {line.speaker_id for line in request.script}
     known = repo.speakers_by_id(session, tenant.id, wanted)
     unknown = [i for i, line in enumerate(request.script) if line.speaker_id not in known]
@@ -117,11 +129,42 @@ def add_job(session: Session, services: Services, tenant: Tenant, request: Synth
         raise ValidationFailed("the script names speakers this account does not have", errors=[
             {"loc": ["body", "script", i, "speaker_id"],
              "msg": f"unknown speaker {request.script[i].speaker_id}"} for i in unknown])
-    return repo.add_job(session, Job(
-        id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
-        request=request.model_dump(mode="json"), units_total=units_total(request),
-        api_key_id=api_key.id if api_key is not None else None,
-        request_id=current_request_id()))
+
+
+@dataclass
+class Revised:
+    """A revision queued by `revise_job`, not yet committed."""
+
+    job: Job
+    lines_to_render: list[int]  # the rest carry their units over from the revision before
+    purges: list[int]  # run after the commit, as the job's hand-over to the runner
+
+
+def revise_job(session: Session, services: Services, tenant: Tenant, job_id: str,
+               revision: RevisionRequest, api_key: ApiKey | None = None) -> Revised:
+    """Queue the job's next revision in the caller's transaction.
+
+    Lines the edits leave alone keep their units: only the changed ones render.
+    """
+    job = repo.get_job(session, tenant.id, job_id)
+    if job.status not in ("succeeded", "failed"):
+        raise JobBusy(f"job {job_id} is {job.status}; revise it once it has finished")
+    revised = apply_edits(SynthesisRequest.model_validate(job.request), revision)
+    check_job_request(services, revised.request)
+    if api_key is not None:
+        check_job_slots(session, services.settings, api_key)
+    check_speakers(session, tenant, revised.request)
+    purges = repo.revise_job(
+        session, job, request=revised.request.model_dump(mode="json"),
+        edits=[edit.model_dump(mode="json", exclude_unset=True) for edit in revision.edits],
+        reused_from=revised.reused_from, units_total=units_total(revised.request),
+        request_id=current_request_id(), revisions_kept=services.settings.revisions_kept)
+    if purges is None:
+        raise JobBusy(f"job {job_id} was revised or started meanwhile; fetch it and try again")
+    session.refresh(job)
+    with_units = repo.unit_keys(session, job.id, job.revision)
+    return Revised(job, [i for i in range(len(revised.request.script)) if i not in with_units],
+                   purges)
 
 
 def submit_job(services: Services, runner: JobRunner, tenant: Tenant,

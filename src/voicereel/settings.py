@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     max_script_chars: int = Field(50_000, ge=1)
     max_pause_ms: int = Field(10_000, ge=0)
     default_pause_ms: int = Field(250, ge=0)
+    revisions_kept: int = Field(5, ge=1)  # a job's latest revisions that keep their audio
     loudness_lufs: float = Field(-16.0, ge=-40, le=-5)  # master target, BS.1770 integrated
     true_peak_dbtp: float = Field(-1.0, ge=-10, le=0)  # ceiling of the master and stems
     max_name_chars: int = Field(100, ge=1)  # a speaker's name

@@ -205,7 +205,7 @@ def test_signed_url_of_a_deleted_job_stops_working_while_its_files_remain(
     data = b"RIFF private audio"
     services.storage.put(key, data, "audio/wav")
     with services.db.session() as session:
-        assert repo.finish_job(session, job_id, "elsewhere", [JobFile(
+        assert repo.finish_job(session, job_id, "elsewhere", 1, [JobFile(
             job_id=job_id, kind="audio", key=key, content_type="audio/wav",
             size_bytes=len(data))], audio_seconds=1.0, characters=5, engine="piper")
     url = client.get(f"/v1/jobs/{job_id}").json()["result"]["audio"]["url"]

@@ -9,9 +9,17 @@ from pydantic import BaseModel, ConfigDict
 
 from voicereel.db.tables import Speaker
 from voicereel.domain.jobs import JobStatus
-from voicereel.jobs.views import FileLink, JobOut, JobResult, WebhookAttemptOut
+from voicereel.jobs.views import (
+    FileLink,
+    JobOut,
+    JobResult,
+    RevisionList,
+    RevisionOut,
+    WebhookAttemptOut,
+)
 
-__all__ = ["FileLink", "JobOut", "JobResult", "WebhookAttemptOut"]  # the job's shape, re-exported
+# the job's shape, re-exported
+__all__ = ["FileLink", "JobOut", "JobResult", "RevisionList", "RevisionOut", "WebhookAttemptOut"]
 
 
 class SpeakerOut(BaseModel):
@@ -40,6 +48,13 @@ def speaker_out(speaker: Speaker) -> dict[str, Any]:
 class JobAccepted(BaseModel):
     job_id: str
     status: JobStatus
+
+
+class RevisionAccepted(BaseModel):
+    job_id: str
+    revision: int
+    status: JobStatus
+    lines_to_render: list[int]  # the lines of the new revision that render; the rest are reused
 
 
 class Problem(BaseModel):

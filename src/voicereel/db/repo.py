@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -36,6 +37,7 @@ from voicereel.db.tables import (
     IdempotencyRecord,
     Job,
     JobFile,
+    JobRevision,
     JobUnit,
     SeenSignature,
     Speaker,
@@ -218,9 +220,88 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     return job
 
 
-def job_files(session: Session, job_id: str) -> list[JobFile]:
-    return list(session.scalars(select(JobFile).where(JobFile.job_id == job_id)
+def job_files(session: Session, job_id: str, revision: int) -> list[JobFile]:
+    """The files of one revision of the job."""
+    return list(session.scalars(select(JobFile).where(JobFile.job_id == job_id,
+                                                      JobFile.revision == revision)
                                 .order_by(JobFile.id)))
+
+
+def job_revisions(session: Session, job_id: str) -> list[JobRevision]:
+    """The job's superseded revisions, oldest first (the job row is the latest)."""
+    return list(session.scalars(select(JobRevision).where(JobRevision.job_id == job_id)
+                                .order_by(JobRevision.number)))
+
+
+def revise_job(session: Session, job: Job, *, request: dict[str, Any], edits: list[Any],
+               reused_from: list[int | None], units_total: int, request_id: str | None,
+               revisions_kept: int) -> list[int] | None:
+    """Make `request` the job's next revision, queued, in the caller's transaction.
+
+    The current revision is archived as it is; each line of the new one that reuses a line of
+    the current one points at that line's unit (`reused_from`, None: the line renders). The
+    revisions retention no longer keeps lose their audio, stems and units not used by a kept
+    revision; returns the purge ids for the caller to run after the commit, or None when the
+    job is rendering (or was revised meanwhile) and cannot be revised now.
+    """
+    current, now = job.revision, utcnow()
+    archived = JobRevision(
+        job_id=job.id, number=current, request=job.request, edits=job.revision_edits,
+        status=job.status, error=job.error, units_total=job.units_total,
+        characters=job.characters, audio_seconds=job.audio_seconds, engine=job.engine,
+        created_at=job.revised_at or job.created_at, started_at=job.started_at,
+        finished_at=job.finished_at, files_kept=True)
+    previous = {row.index: row for row in session.scalars(
+        select(JobUnit).where(JobUnit.job_id == job.id, JobUnit.revision == current))}
+    carried = [JobUnit(job_id=job.id, revision=current + 1, index=index, key=source.key,
+                       rendered_in=source.rendered_in, created_at=now)
+               for index, old in enumerate(reused_from)
+               if old is not None and (source := previous.get(old)) is not None]
+    # The conditional update comes first: it takes the row (or SQLite's write) lock, so of
+    # two revisions posted at once exactly one finds the revision it was made from.
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.revision == current, Job.status.in_(("succeeded", "failed")),
+               Job.deleted_at.is_(None))
+        .values(revision=current + 1, request=request, revision_edits=edits, revised_at=now,
+                status="queued", units_total=units_total, units_done=len(carried),
+                progress=len(carried) / units_total, error=None, attempts=0, lease_owner=None,
+                lease_expires_at=None, retry_at=None, characters=0, audio_seconds=None,
+                started_at=None, finished_at=None, request_id=request_id)
+        .execution_options(synchronize_session=False))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    session.add(archived)
+    session.add_all(carried)
+    # the new revision's end gets a callback of its own (a pending one delivers the latest)
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job.id,
+                                                  WebhookDelivery.state != "pending"))
+    session.flush()
+    return _drop_old_revision_files(session, job.id, current + 1 - revisions_kept)
+
+
+def _drop_old_revision_files(session: Session, job_id: str, last_dropped: int) -> list[int]:
+    """Remove the audio, stems and line units of revisions up to `last_dropped`, keeping
+    their request and captions, and any unit a later revision still uses."""
+    purges: list[int] = []
+    for revision in session.scalars(select(JobRevision).where(
+            JobRevision.job_id == job_id, JobRevision.number <= last_dropped,
+            JobRevision.files_kept.is_(True))):
+        media = [f for f in job_files(session, job_id, revision.number)
+                 if f.kind == "audio" or f.kind.startswith("stem:")]
+        for file in media:
+            purges.append(add_storage_purge(session, file.key))
+            session.delete(file)
+        keys = set(session.scalars(select(JobUnit.key).where(
+            JobUnit.job_id == job_id, JobUnit.revision == revision.number)))
+        session.execute(delete(JobUnit).where(JobUnit.job_id == job_id,
+                                              JobUnit.revision == revision.number))
+        still_used = set(session.scalars(select(JobUnit.key).where(
+            JobUnit.job_id == job_id, JobUnit.key.in_(keys))))
+        for key in sorted(keys - still_used):
+            purges.append(add_storage_purge(session, key.rsplit("/", 1)[0]))  # the take folder
+        revision.files_kept = False
+    return purges
 
 
 def delete_job(session: Session, tenant_id: str, job_id: str, prefix: str) -> int:
@@ -319,19 +400,21 @@ def fail_exhausted_jobs(session: Session, max_attempts: int, limit: int = 500) -
     return failed
 
 
-def finish_job(session: Session, job_id: str, owner: str, files: list[JobFile],
+def finish_job(session: Session, job_id: str, owner: str, revision: int, files: list[JobFile],
                audio_seconds: float, characters: int, engine: str) -> bool:
-    """Mark the job succeeded with exactly these files; False if it was canceled meanwhile."""
+    """Mark the job's revision succeeded with exactly these files; False if it was canceled
+    meanwhile."""
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "running", Job.lease_owner == owner,
-               Job.deleted_at.is_(None))
+               Job.revision == revision, Job.deleted_at.is_(None))
         .values(status="succeeded", progress=1.0, finished_at=utcnow(), lease_owner=None,
                 error=None, audio_seconds=audio_seconds, characters=characters, engine=engine)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
-    session.execute(delete(JobFile).where(JobFile.job_id == job_id))
+    session.execute(delete(JobFile).where(JobFile.job_id == job_id,
+                                          JobFile.revision == revision))
     session.add_all(files)
     _queue_webhook(session, job_id)
     return True
@@ -571,17 +654,30 @@ class UsageRow:
 
 def usage_by_day(session: Session, tenant_id: str, start: datetime,
                  end: datetime) -> list[UsageRow]:
-    """Succeeded jobs finished in [start, end) per UTC day and engine, deleted ones included."""
+    """Succeeded revisions finished in [start, end) per UTC day and engine, deleted jobs
+    included: each revision's characters are the lines it rendered; a job counts once, by
+    its first revision."""
+    latest = select(Job.finished_at.label("finished_at"), Job.engine.label("engine"),
+                    case((Job.revision == 1, 1), else_=0).label("jobs"),
+                    Job.characters.label("characters"),
+                    func.coalesce(Job.audio_seconds, 0.0).label("audio_seconds")).where(
+        Job.tenant_id == tenant_id, Job.status == "succeeded",
+        Job.finished_at >= start, Job.finished_at < end)
+    earlier = select(JobRevision.finished_at, JobRevision.engine,
+                     case((JobRevision.number == 1, 1), else_=0), JobRevision.characters,
+                     func.coalesce(JobRevision.audio_seconds, 0.0)).join(
+        Job, Job.id == JobRevision.job_id).where(
+        Job.tenant_id == tenant_id, JobRevision.status == "succeeded",
+        JobRevision.finished_at >= start, JobRevision.finished_at < end)
+    renders = union_all(latest, earlier).subquery()
     if session.get_bind().dialect.name == "postgresql":
-        day = func.to_char(func.timezone("UTC", Job.finished_at), "YYYY-MM-DD")
+        day = func.to_char(func.timezone("UTC", renders.c.finished_at), "YYYY-MM-DD")
     else:  # SQLite keeps UTC timestamps as ISO text
-        day = func.substr(Job.finished_at, 1, 10)
+        day = func.substr(renders.c.finished_at, 1, 10)
     rows = session.execute(
-        select(day.label("day"), Job.engine, func.count(), func.sum(Job.characters),
-               func.sum(func.coalesce(Job.audio_seconds, 0.0)))
-        .where(Job.tenant_id == tenant_id, Job.status == "succeeded",
-               Job.finished_at >= start, Job.finished_at < end)
-        .group_by(day, Job.engine).order_by(day, Job.engine))
+        select(day.label("day"), renders.c.engine, func.sum(renders.c.jobs),
+               func.sum(renders.c.characters), func.sum(renders.c.audio_seconds))
+        .group_by(day, renders.c.engine).order_by(day, renders.c.engine))
     return [UsageRow(str(d), engine, int(n), int(chars or 0), float(secs or 0.0))
             for d, engine, n, chars, secs in rows]
 
@@ -601,14 +697,22 @@ def holds_lease(session: Session, job_id: str, owner: str) -> bool:
         Job.deleted_at.is_(None))) == 1
 
 
-def unit_done(session: Session, job_id: str, index: int) -> bool:
-    return session.get(JobUnit, (job_id, index)) is not None
+def unit_done(session: Session, job_id: str, revision: int, index: int) -> bool:
+    return session.get(JobUnit, (job_id, revision, index)) is not None
 
 
-def unit_keys(session: Session, job_id: str) -> dict[int, str]:
-    """Storage key of every rendered line of the job, by line index."""
-    rows = session.execute(select(JobUnit.index, JobUnit.key).where(JobUnit.job_id == job_id))
+def unit_keys(session: Session, job_id: str, revision: int) -> dict[int, str]:
+    """Storage key of every line of the revision that has a unit, by line index."""
+    rows = session.execute(select(JobUnit.index, JobUnit.key).where(
+        JobUnit.job_id == job_id, JobUnit.revision == revision))
     return {index: key for index, key in rows}
+
+
+def lines_rendered_in(session: Session, job_id: str, revision: int) -> list[int]:
+    """The lines of the revision whose units it rendered itself (not carried over)."""
+    return list(session.scalars(select(JobUnit.index).where(
+        JobUnit.job_id == job_id, JobUnit.revision == revision,
+        JobUnit.rendered_in == revision).order_by(JobUnit.index)))
 
 
 def add_storage_purge(session: Session, prefix: str) -> int:
@@ -651,26 +755,31 @@ def pending_storage_purges(session: Session) -> list[StoragePurge]:
     return list(session.scalars(select(StoragePurge).order_by(StoragePurge.id)))
 
 
-def record_unit(session: Session, job_id: str, index: int, key: str, units_total: int) -> bool:
-    """Record `key` as the unit of a line of a running job; raise progress to the lines done.
+def record_unit(session: Session, job_id: str, revision: int, index: int, key: str,
+                units_total: int) -> bool:
+    """Record `key` as the unit of a line of a running job's revision; raise progress to the
+    lines done.
 
-    False when it is not recorded: the job no longer runs (finished, canceled, deleted), or the
-    line has a unit already (the first recorded take counts); the caller then removes the take
-    it wrote. Progress only ever goes up, even when two workers record lines at once.
+    False when it is not recorded: the job no longer runs that revision (finished, canceled,
+    deleted, revised), or the line has a unit already (the first recorded take counts); the
+    caller then removes the take it wrote. Progress only ever goes up, even when two workers
+    record lines at once.
     """
     insert_fn = _insert(session)
     running = select(Job.id).where(Job.id == job_id, Job.status == "running",
-                                   Job.deleted_at.is_(None))
+                                   Job.revision == revision, Job.deleted_at.is_(None))
     # The write comes first so that SQLite takes its write lock before anything is read.
     inserted = session.execute(
         insert_fn(JobUnit)
-        .from_select(["job_id", "index", "key", "created_at"],
-                     select(literal(job_id), literal(index), literal(key),
+        .from_select(["job_id", "revision", "index", "key", "rendered_in", "created_at"],
+                     select(literal(job_id), literal(revision), literal(index), literal(key),
+                            literal(revision),
                             literal(utcnow(), UTCDateTime())).where(running.exists()))
         .on_conflict_do_nothing()
         .returning(JobUnit.index)  # rowcount of INSERT ... SELECT is -1 on psycopg
     ).first()
-    done = (select(func.count()).select_from(JobUnit).where(JobUnit.job_id == job_id)
+    done = (select(func.count()).select_from(JobUnit)
+            .where(JobUnit.job_id == job_id, JobUnit.revision == revision)
             .scalar_subquery())
     raised = case((done > Job.units_done, done), else_=Job.units_done)
     if inserted is None:

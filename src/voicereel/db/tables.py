@@ -117,17 +117,52 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The row is the job's latest revision (jobs/revisions.py); earlier ones are JobRevision rows
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    revision_edits: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    revised_at: Mapped[datetime | None] = mapped_column(default=None)  # revision >= 2 made
+
+
+class JobRevision(Base):
+    """A revision of a job that a later one superseded, as it was when it was superseded.
+
+    Never updated but for `files_kept`, which turns False when retention removes its audio.
+    """
+
+    __tablename__ = "job_revisions"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    request: Mapped[dict[str, Any]] = mapped_column()
+    edits: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    units_total: Mapped[int] = mapped_column(Integer, default=0)
+    characters: Mapped[int] = mapped_column(Integer, default=0)
+    audio_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    engine: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    files_kept: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class JobUnit(Base):
-    """One rendered line of a job (a unit, jobs/units.py), kept as long as the job."""
+    """One line of one revision of a job and the stored unit (jobs/units.py) it sounds like.
+
+    A line a revision did not change points at the unit of the revision before; `rendered_in`
+    is the revision that rendered it (what usage bills).
+    """
 
     __tablename__ = "job_units"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
                                         primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     key: Mapped[str] = mapped_column(String(300))
+    rendered_in: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -136,6 +171,7 @@ class JobFile(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     kind: Mapped[str] = mapped_column(String(60))
     key: Mapped[str] = mapped_column(String(300))
     content_type: Mapped[str] = mapped_column(String(100))

@@ -5,7 +5,8 @@ does not matter: `{"line": 3, "text": ...}` changes a line (any of text, speaker
 pause_after_ms), `{"line": 2, "retake": true}` renders it again with a new seed,
 `{"insert_after": 5, ...}` adds a line (-1: before the first), `{"delete": 7}` removes one.
 A line keeps its stored unit unless its text, speaker or speed changed or a retake was asked
-for; a new pause after a line changes only the assembly, never the line's audio.
+for; a new pause after a line changes only the assembly, never the line's audio. A new
+output sample rate renders every line.
 """
 
 from __future__ import annotations
@@ -144,4 +145,7 @@ def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> Revise
         data["output"] = revision.output.model_dump(mode="json")
     if revision.captions is not None:
         data["captions"] = revision.captions
-    return RevisedScript(SynthesisRequest.model_validate(data), reused_from)
+    request = SynthesisRequest.model_validate(data)
+    if request.output.sample_rate != previous.output.sample_rate:
+        reused_from = [None] * len(lines)  # units hold audio at the old rate: all render anew
+    return RevisedScript(request, reused_from)

@@ -163,5 +163,6 @@ def units_total(request: SynthesisRequest) -> int:
     return len(request.script) + 1
 
 
-def script_characters(request: SynthesisRequest) -> int:
-    return sum(len(line.text) for line in request.script)
+def line_characters(request: SynthesisRequest, lines: list[int]) -> int:
+    """The characters of some of the script's lines (what rendering them is billed)."""
+    return sum(len(request.script[index].text) for index in lines)

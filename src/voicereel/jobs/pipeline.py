@@ -38,7 +38,7 @@ from voicereel.db import repo
 from voicereel.db.tables import Job, JobFile, Speaker, utcnow
 from voicereel.domain import captions as captions_mod
 from voicereel.domain.markup import split_pauses, strip_markup
-from voicereel.domain.script import AudioBudget, SynthesisRequest, script_characters, units_total
+from voicereel.domain.script import AudioBudget, SynthesisRequest, line_characters, units_total
 from voicereel.domain.textnorm import normalize, project_spans
 from voicereel.domain.timeline import Segment, TimedWord, Timeline
 from voicereel.engines.base import Voice
@@ -47,7 +47,7 @@ from voicereel.jobs import units
 from voicereel.jobs.units import RenderedLine
 from voicereel.observability import job_log_context, observe_job_finished
 from voicereel.services import Services
-from voicereel.storage import job_prefix
+from voicereel.storage import job_prefix, revision_prefix
 from voicereel.webhooks import send_soon
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,17 @@ class JobPlan:
     voices: dict[str, Voice]
     created_at: datetime
     budget: AudioBudget  # the audio its lines may render, counted as they render
+    revision: int = 1
 
     @property
     def prefix(self) -> str:
+        """Where the job's units are (every revision's) and its first revision's files."""
         return job_prefix(self.tenant_id, self.job_id)
+
+    @property
+    def files_prefix(self) -> str:
+        """Where this revision's audio, stems and captions are stored."""
+        return revision_prefix(self.tenant_id, self.job_id, self.revision)
 
     @property
     def units_total(self) -> int:
@@ -120,7 +127,7 @@ class JobRun:
     def unit_keys(self) -> dict[int, str]:
         """The storage key of every line's recorded unit."""
         with self.services.db.session() as session:
-            return repo.unit_keys(session, self.plan.job_id)
+            return repo.unit_keys(session, self.plan.job_id, self.plan.revision)
 
     def missing(self) -> list[int]:
         """Indexes of the lines with no stored unit yet, in script order."""
@@ -240,7 +247,7 @@ def load_plan(services: Services, job: Job | str) -> JobPlan:
         raise SynthesisFailed(f"speaker(s) {', '.join(missing)} were deleted after submission")
     voices = {sid: voice_for(services, spk) for sid, spk in speakers.items()}
     return JobPlan(job.id, job.tenant_id, request, speakers, voices, job.created_at,
-                   AudioBudget.for_job(services.settings))
+                   AudioBudget.for_job(services.settings), job.revision)
 
 
 def render_line(services: Services, plan: JobPlan, index: int,
@@ -310,27 +317,31 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
             words=[TimedWord(w.text, offset + w.start, offset + w.end) for w in piece.words]))
 
     fmt = request.output.format
+    folder = plan.files_prefix
     outputs: list[tuple[str, str, bytes, str]] = [
-        ("audio", f"{plan.prefix}/audio.{fmt}", encode(master, rate, fmt), AUDIO_TYPES[fmt])]
+        ("audio", f"{folder}/audio.{fmt}", encode(master, rate, fmt), AUDIO_TYPES[fmt])]
     if request.output.stems:
         for speaker_id, stem in speaker_stems(request, mixed.levelled, offsets,
                                                         mixed.envelope):
-            outputs.append((f"stem:{speaker_id}", f"{plan.prefix}/stems/{speaker_id}.{fmt}",
+            outputs.append((f"stem:{speaker_id}", f"{folder}/stems/{speaker_id}.{fmt}",
                             encode(stem, rate, fmt), AUDIO_TYPES[fmt]))
     caption_json = timeline.to_json()
     for cap in request.captions:
         body = captions_mod.render(caption_json, cap).encode()
-        outputs.append((f"captions.{cap}", f"{plan.prefix}/captions.{cap}", body,
+        outputs.append((f"captions.{cap}", f"{folder}/captions.{cap}", body,
                         captions_mod.CONTENT_TYPES[cap]))
     for _kind, key, body, content_type in outputs:
         services.storage.put(key, body, content_type)
 
-    files = [JobFile(job_id=plan.job_id, kind=kind, key=key, content_type=content_type,
-                     size_bytes=len(body)) for kind, key, body, content_type in outputs]
+    files = [JobFile(job_id=plan.job_id, revision=plan.revision, kind=kind, key=key,
+                     content_type=content_type, size_bytes=len(body))
+             for kind, key, body, content_type in outputs]
     with services.db.session() as session:
-        finished = repo.finish_job(session, plan.job_id, owner, files,
+        # billed: the lines this revision rendered, not those it carried over from the last
+        rendered_here = repo.lines_rendered_in(session, plan.job_id, plan.revision)
+        finished = repo.finish_job(session, plan.job_id, owner, plan.revision, files,
                                    audio_seconds=timeline.seconds(len(master)),
-                                   characters=script_characters(request),
+                                   characters=line_characters(request, rendered_here),
                                    engine=services.engine.name)
     if not finished:
         with services.db.session() as session:
@@ -370,7 +381,8 @@ def render_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine |
     key = units.unit_key(folder)
     services.storage.put(key, units.pack_unit(line), units.UNIT_CONTENT_TYPE)
     with services.db.session() as session:
-        recorded = repo.record_unit(session, plan.job_id, index, key, plan.units_total)
+        recorded = repo.record_unit(session, plan.job_id, plan.revision, index, key,
+                                    plan.units_total)
     if not recorded:
         outbox.remove(services, folder)
         return None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 
 from voicereel.db import repo
-from voicereel.db.tables import utcnow
+from voicereel.db.tables import JobFile, utcnow
 from voicereel.domain.jobs import JobStatus
+from voicereel.errors import NotFound
 from voicereel.services import Services
 
 
@@ -35,6 +37,7 @@ class WebhookAttemptOut(BaseModel):
 
 class JobOut(BaseModel):
     id: str
+    revision: int = 1  # the latest; GET /v1/jobs/{id}/revisions lists them all
     status: JobStatus
     progress: float
     units_done: int
@@ -49,38 +52,115 @@ class JobOut(BaseModel):
     webhook_attempts: list[WebhookAttemptOut] = []
 
 
+class RevisionOut(BaseModel):
+    """One revision of a job: what it asked for and, once it succeeded, its files."""
+
+    job_id: str
+    number: int
+    latest: bool
+    status: JobStatus
+    progress: float
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    edits: list[dict[str, Any]] | None  # None for the first revision
+    request: dict[str, Any]  # whole, so that the revision can be rendered again
+    characters: int  # rendered by this revision (the lines it did not carry over)
+    files_kept: bool  # False once retention removed its audio (its captions stay)
+    result: JobResult | None  # while its files are kept
+    captions: dict[str, FileLink]
+
+
+class RevisionList(BaseModel):
+    revisions: list[RevisionOut]
+
+
 def job_view(services: Services, tenant_id: str, job_id: str, base_url: str) -> JobOut:
     """The tenant's job, with download URLs valid for the configured TTL (NotFound if not
     the tenant's)."""
-    settings = services.settings
     with services.db.session() as session:
         job = repo.get_job(session, tenant_id, job_id)
-        files = repo.job_files(session, job.id) if job.status == "succeeded" else []
+        files = (repo.job_files(session, job.id, job.revision) if job.status == "succeeded"
+                 else [])
         attempts = repo.webhook_attempts(session, job.id)
-    result = None
-    if job.status == "succeeded":
-        ttl = settings.url_ttl_seconds
-        links: dict[str, FileLink] = {}
-        for f in files:
-            name = f"{job.id}-{f.key.rsplit('/', 1)[-1]}"
-            links[f.kind] = FileLink(url=absolute(services.storage.url(f.key, ttl, name),
-                                                  base_url, settings.public_url),
-                                     content_type=f.content_type, size_bytes=f.size_bytes)
-        result = JobResult(
-            duration=job.audio_seconds, expires_at=utcnow() + timedelta(seconds=ttl),
-            audio=links["audio"],
-            captions={k.split(".", 1)[1]: v for k, v in links.items()
-                      if k.startswith("captions.")},
-            stems={k.split(":", 1)[1]: v for k, v in links.items() if k.startswith("stem:")})
+    links = file_links(services, job.id, job.revision, files, base_url)
     return JobOut(
-        id=job.id, status=job.status,
+        id=job.id, revision=job.revision, status=job.status,
         progress=round(job.progress, 4), units_done=job.units_done, units_total=job.units_total,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        attempts=job.attempts, error=job.error, result=result,
+        attempts=job.attempts, error=job.error,
+        result=result_of(services, links, job.audio_seconds) if links else None,
         callback_url=(job.request or {}).get("callback_url"),
         webhook_attempts=[WebhookAttemptOut(attempt=a.attempt, at=a.at,
                                             status_code=a.status_code, error=a.error)
                           for a in attempts])
+
+
+def revision_views(services: Services, tenant_id: str, job_id: str, base_url: str,
+                   number: int | None = None) -> list[RevisionOut]:
+    """Every revision of the tenant's job, oldest first, or only revision `number`."""
+    with services.db.session() as session:
+        job = repo.get_job(session, tenant_id, job_id)
+        earlier = repo.job_revisions(session, job.id)
+        wanted = [r for r in earlier if number in (None, r.number)]
+        latest = number in (None, job.revision)
+        if not wanted and not latest:
+            raise NotFound(f"job {job_id} has no revision {number}")
+        files = {r.number: repo.job_files(session, job.id, r.number)
+                 for r in wanted if r.status == "succeeded"}
+        if latest and job.status == "succeeded":
+            files[job.revision] = repo.job_files(session, job.id, job.revision)
+    views = [revision_out(services, base_url, job.id, False, r.number, r.status,
+                          1.0 if r.finished_at else 0.0, r.created_at, r.started_at,
+                          r.finished_at, r.error, r.edits, r.request, r.characters,
+                          r.files_kept, r.audio_seconds, files.get(r.number, []))
+             for r in wanted]
+    if latest:
+        views.append(revision_out(
+            services, base_url, job.id, True, job.revision, job.status, job.progress,
+            job.revised_at or job.created_at, job.started_at, job.finished_at, job.error,
+            job.revision_edits, job.request, job.characters, True, job.audio_seconds,
+            files.get(job.revision, [])))
+    return views
+
+
+def revision_out(services: Services, base_url: str, job_id: str, latest: bool, number: int,
+                 status: str, progress: float, created_at: datetime,
+                 started_at: datetime | None, finished_at: datetime | None, error: str | None,
+                 edits: list[Any] | None, request: dict[str, Any], characters: int,
+                 files_kept: bool, audio_seconds: float | None,
+                 files: list[JobFile]) -> RevisionOut:
+    links = file_links(services, job_id, number, files, base_url)
+    captions = {k.split(".", 1)[1]: v for k, v in links.items() if k.startswith("captions.")}
+    return RevisionOut(
+        job_id=job_id, number=number, latest=latest, status=status,
+        progress=round(progress, 4), created_at=created_at, started_at=started_at,
+        finished_at=finished_at, error=error, edits=edits, request=request,
+        characters=characters, files_kept=files_kept,
+        result=result_of(services, links, audio_seconds) if "audio" in links else None,
+        captions=captions)
+
+
+def file_links(services: Services, job_id: str, revision: int, files: list[JobFile],
+               base_url: str) -> dict[str, FileLink]:
+    """A download link per file kind, valid for the configured TTL."""
+    settings = services.settings
+    stem = job_id if revision == 1 else f"{job_id}-r{revision}"
+    return {f.kind: FileLink(url=absolute(services.storage.url(
+                f.key, settings.url_ttl_seconds, f"{stem}-{f.key.rsplit('/', 1)[-1]}"),
+                base_url, settings.public_url),
+                content_type=f.content_type, size_bytes=f.size_bytes) for f in files}
+
+
+def result_of(services: Services, links: dict[str, FileLink],
+              audio_seconds: float | None) -> JobResult:
+    return JobResult(
+        duration=audio_seconds,
+        expires_at=utcnow() + timedelta(seconds=services.settings.url_ttl_seconds),
+        audio=links["audio"],
+        captions={k.split(".", 1)[1]: v for k, v in links.items() if k.startswith("captions.")},
+        stems={k.split(":", 1)[1]: v for k, v in links.items() if k.startswith("stem:")})
 
 
 def absolute(url: str, base_url: str, public_url: str) -> str:

@@ -20,5 +20,11 @@ def job_prefix(tenant_id: str, job_id: str) -> str:
     return f"{tenant_id}/jobs/{job_id}"
 
 
+def revision_prefix(tenant_id: str, job_id: str, revision: int) -> str:
+    """The folder of a revision's files: the job's own for the first (as before revisions)."""
+    prefix = job_prefix(tenant_id, job_id)
+    return prefix if revision == 1 else f"{prefix}/revisions/{revision}"
+
+
 def speaker_prefix(tenant_id: str, speaker_id: str) -> str:
     return f"{tenant_id}/speakers/{speaker_id}"

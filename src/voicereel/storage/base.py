@@ -33,7 +33,8 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete_prefix(self, prefix: str) -> None:
-        """Remove every object whose key starts with `prefix/`."""
+        """Remove every object whose key starts with `prefix/`, and the object `prefix` itself
+        (so one file can be removed the same way as a folder)."""
         ...
 
     def url(self, key: str, ttl_seconds: int, download_name: str) -> str:

@@ -62,6 +62,8 @@ class LocalStorage:
         folder = self.path(prefix.rstrip("/"))
         if folder.is_dir():
             shutil.rmtree(folder)
+        elif folder.is_file():
+            folder.unlink()
         # Drop directories left empty, up to the storage root.
         parent = folder.parent
         while parent != self.root and parent.is_dir() and not any(parent.iterdir()):

@@ -131,10 +131,13 @@ class S3Storage:
         return True
 
     def delete_prefix(self, prefix: str) -> None:
-        """Remove every object under `prefix/`, a page of listing at a time."""
+        """Remove the object `prefix` and every object under `prefix/`, a page of listing at
+        a time."""
         folder = self.object_key(prefix.rstrip("/")) + "/"
         paginator = self._client.get_paginator("list_objects_v2")
         with _unavailable_on_error("delete files"):
+            # deleting a key that does not exist succeeds (S3 answers 204 either way)
+            self._client.delete_object(Bucket=self.bucket, Key=folder[:-1])
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder,
                                            PaginationConfig={"PageSize": self.page_size}):
                 keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]

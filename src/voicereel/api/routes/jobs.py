@@ -1,4 +1,5 @@
-"""/v1/synthesize and /v1/jobs: submit a script, follow it, fetch or delete the result."""
+"""/v1/synthesize and /v1/jobs: submit a script, follow it, revise it, fetch or delete the
+result."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from voicereel import idempotency, operations
+from voicereel import idempotency, operations, outbox
 from voicereel.api.deps import CurrentCaller, CurrentTenant, RunnerDep, ServicesDep
-from voicereel.api.schemas import JobAccepted, JobOut
+from voicereel.api.schemas import (
+    JobAccepted,
+    JobOut,
+    RevisionAccepted,
+    RevisionList,
+    RevisionOut,
+)
+from voicereel.domain.revisions import RevisionRequest
 from voicereel.domain.script import SynthesisRequest
 from voicereel.jobs import views
 
@@ -42,6 +50,51 @@ def synthesize(body: SynthesisRequest, services: ServicesDep, runner: RunnerDep,
 def get_job(job_id: str, request: Request, services: ServicesDep,
             tenant: CurrentTenant) -> JobOut:
     return views.job_view(services, tenant.id, job_id, str(request.base_url))
+
+
+@router.post("/jobs/{job_id}/revisions", status_code=202, response_model=RevisionAccepted)
+def revise_job(job_id: str, body: RevisionRequest, services: ServicesDep, runner: RunnerDep,
+               caller: CurrentCaller,
+               idempotency_key: Annotated[str | None, Header(
+                   alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_CHARS)] = None,
+               ) -> JSONResponse:
+    """A finished job's next revision: only the lines the edits change render."""
+    purges: list[int] = []
+
+    def revise(session: Session) -> idempotency.StoredResponse:
+        revised = operations.revise_job(session, services, caller.tenant, job_id, body,
+                                        api_key=caller.key)
+        purges.extend(revised.purges)
+        job = revised.job
+        return idempotency.StoredResponse(
+            202, {"job_id": job.id, "revision": job.revision, "status": job.status,
+                  "lines_to_render": revised.lines_to_render},
+            {"Location": f"/v1/jobs/{job.id}/revisions/{job.revision}"})
+
+    fingerprint = idempotency.fingerprint("POST", f"/v1/jobs/{job_id}/revisions",
+                                          body.model_dump(mode="json", exclude_unset=True))
+    answer, replayed = idempotency.respond_in_one_transaction(
+        services, caller.tenant.id, idempotency_key, fingerprint, revise)
+    if not replayed:
+        for purge_id in purges:
+            outbox.purge(services, purge_id)
+        runner.submit(answer.body["job_id"])
+    return answer.render(replayed=replayed)
+
+
+@router.get("/jobs/{job_id}/revisions", response_model=RevisionList)
+def list_revisions(job_id: str, request: Request, services: ServicesDep,
+                   tenant: CurrentTenant) -> RevisionList:
+    """Every revision of the job, oldest first, each with its own download URLs."""
+    return RevisionList(revisions=views.revision_views(services, tenant.id, job_id,
+                                                       str(request.base_url)))
+
+
+@router.get("/jobs/{job_id}/revisions/{number}", response_model=RevisionOut)
+def get_revision(job_id: str, number: int, request: Request, services: ServicesDep,
+                 tenant: CurrentTenant) -> RevisionOut:
+    return views.revision_views(services, tenant.id, job_id, str(request.base_url),
+                                number)[0]
 
 
 @router.delete("/jobs/{job_id}", status_code=204)

@@ -126,7 +126,7 @@ def work_unit(ctx: WorkerContext, job_id: str, index: int) -> None:
     with services.db.session() as session:
         job = repo.load_job(session, job_id)
         if (job is None or job.status != "running" or job.deleted_at is not None
-                or repo.unit_done(session, job_id, index)):
+                or repo.unit_done(session, job_id, job.revision, index)):
             return
     if not ctx.claims.take(job_id, index, if_broker_down=False):
         return
