@@ -127,3 +127,48 @@ def test_waiting_for_a_job_that_fails_exits_4(live_server: LiveServer,
     waited = _run(live_server, key, "jobs", "wait", doomed.job_id)
     assert waited.returncode == 4
     assert f"job {doomed.job_id} failed" in waited.stderr and "deleted" in waited.stderr
+
+
+def test_fix_one_line_of_a_screenplay(live_server: LiveServer,
+                                      reference_files: dict[str, Path],
+                                      tmp_path: Path) -> None:
+    key = live_server.create_key()
+    with VoiceReel(live_server.base_url, key) as client:
+        for name in ("Alice", "Bob"):
+            client.create_speaker(name, reference_files[name])
+    script = tmp_path / "dialogue.txt"
+    script.write_text(SCREENPLAY)
+    first = _run(live_server, key, "synthesize", str(script), "--wait", "--json")
+    assert first.returncode == 0, first.stderr
+    job_id = json.loads(first.stdout)["job"]["id"]
+
+    unchanged = _run(live_server, key, "synthesize", str(script), "--revise", job_id)
+    assert unchanged.returncode == 0 and "nothing to render" in unchanged.stderr
+
+    script.write_text(SCREENPLAY.replace("Let us begin.", "Let us begin, then."))
+    fixed = _run(live_server, key, "synthesize", str(script), "--revise", job_id, "--out",
+                 "out", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"Revision 2 of {job_id}: rendering 1 line" in fixed.stderr
+    assert fixed.stdout.split()[:2] == [job_id, "succeeded"]
+    captions = json.loads((tmp_path / "out" / f"{job_id}-captions.json").read_text())
+    assert captions["segments"][2]["text"] == "Let us begin, then."
+
+    retake = _run(live_server, key, "jobs", "retake", job_id, "--line", "1", "--seed", "7",
+                  "--wait")
+    assert retake.returncode == 0, retake.stderr
+    revised = _run(live_server, key, "jobs", "revise", job_id, "--line", "0", "--speaker",
+                   "bob", "--delete", "2", "--json")
+    assert revised.returncode == 0, revised.stderr
+    assert json.loads(revised.stdout)["lines_to_render"] == [0]
+    with VoiceReel(live_server.base_url, key) as client:
+        client.wait(job_id, timeout=120)
+        revisions = client.revisions(job_id)
+    assert [r.number for r in revisions] == [1, 2, 3, 4]
+    rendered_by = [[t.rendered_in for t in r.takes] for r in revisions]
+    assert rendered_by == [[1, 1, 1], [1, 1, 2], [1, 3, 2], [4, 3]]
+    assert revisions[2].takes[1].seed == 7
+    assert revisions[3].edits == [{"line": 0, "speaker_id": revisions[0].request["script"][1][
+        "speaker_id"]}, {"delete": 2}]
+    bad = _run(live_server, key, "jobs", "revise", job_id, "--line", "9", "--text", "No.")
+    assert bad.returncode == 3 and "line 9 does not exist" in bad.stderr

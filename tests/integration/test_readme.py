@@ -29,7 +29,7 @@ def readme_blocks() -> list[tuple[str, str]]:
 def test_every_marked_block_is_found() -> None:
     # A marker whose block no longer parses would silently drop out of the test.
     assert README.read_text().count(MARKER) == len(readme_blocks())
-    assert [lang for lang, _ in readme_blocks()] == ["bash", "python", "bash", "python"]
+    assert [lang for lang, _ in readme_blocks()] == ["bash", "python", "bash", "python", "bash"]
 
 
 # The examples are client-side: one database backend is enough to run them.
@@ -43,6 +43,7 @@ def test_the_quickstart_runs_as_written(live_server: LiveServer,
     env = {**live_server.env, "VOICEREEL_URL": live_server.base_url,
            "VOICEREEL_API_KEY": live_server.create_key(),
            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    printed = []
     for index, (lang, code) in enumerate(readme_blocks()):
         command = ["bash", "-euo", "pipefail", "-c", code] if lang == "bash" \
             else [sys.executable, "-c", code]
@@ -50,6 +51,7 @@ def test_the_quickstart_runs_as_written(live_server: LiveServer,
                               timeout=BLOCK_TIMEOUT_SECONDS)
         assert done.returncode == 0, f"block {index} ({lang}) failed:\n{code}\n" \
                                      f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        printed.append(done.stdout)
 
     # What the blocks promise is there: the CLI's files, the SDK's, curl's and OpenAI's audio.
     cli_files = sorted(p.suffix for p in (tmp_path / "out").iterdir())
@@ -58,6 +60,16 @@ def test_the_quickstart_runs_as_written(live_server: LiveServer,
     assert [s["speaker"] for s in captions["segments"]] == ["Alice", "Bob", "Alice"]
     assert sorted(p.suffix for p in (tmp_path / "sdk-out").iterdir()) == [".json", ".vtt",
                                                                           ".wav"]
+    # the fixed job: its last revision rendered the one line the screenplay changed
+    fixed = json.loads(next((tmp_path / "fixed").glob("*-captions.json")).read_text())
+    assert [s["text"] for s in fixed["segments"]][2] == "What caught your eye?"
+    lines = ["Welcome back to the show. Today we talk about lighthouses.",
+             "Thanks for having me. [pause:500ms] I have loved them since I was a child.",
+             "What caught your attention?"]
+    rendered = [sum(map(len, lines)), len("So, what caught your attention first?"),
+                len(lines[0]), len("What caught your eye?")]
+    assert printed[-1].splitlines()[-4:] == [f"revision {n}: succeeded, {chars} characters rendered"
+                                              for n, chars in enumerate(rendered, 1)]
     for produced in ("hello-job.wav", "hello.wav", "fox.mp3"):
         audio, rate = sf.read(io.BytesIO((tmp_path / produced).read_bytes()))
         assert rate == 24000 and len(audio) / rate > 0.3, produced

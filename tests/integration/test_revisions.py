@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from tests.chaos.cluster import add_speakers, api_client, cluster, dialogue, wait_for
 from voicereel.db.tables import JobRevision, JobUnit
+from voicereel.jobs import units
 from voicereel.services import Services
 
 RATE = 24000
@@ -174,3 +175,90 @@ def test_a_revision_renders_only_the_changed_lines(
         usage_after = client.get("/v1/usage").json()["totals"]["characters"]
         assert usage_after - usage_before == len(new_text) + len(script[8]["text"])
         assert revisions[1]["characters"] == len(new_text) + len(script[8]["text"])
+
+
+def unit_audio(services: Services, job_id: str, revision: int, line: int) -> np.ndarray:
+    with services.db.session() as session:
+        key = session.scalars(select(JobUnit.key).where(
+            JobUnit.job_id == job_id, JobUnit.revision == revision,
+            JobUnit.index == line)).one()
+    return units.unpack_unit(services.storage.get(key)).audio
+
+
+def stored_files(root: Path) -> list[Path]:
+    return [p for p in (root / "data" / "files").rglob("*") if p.is_file()]
+
+
+def test_seeds_retention_idempotency_and_deletion(
+        database_url: str, tmp_path: Path, reference_wavs: dict[str, bytes],
+        tenant_name: str) -> None:
+    with cluster(database_url, tmp_path, VOICEREEL_REVISIONS_KEPT="2") as group:
+        inline = group.settings.model_copy(update={"runner": "inline"})
+        with api_client(inline, tenant_name) as (client, services):
+            speakers = add_speakers(client, reference_wavs)
+            script = dialogue(speakers, 3)
+            job_id = client.post("/v1/synthesize", json={"script": script}).json()["job_id"]
+            busy = client.post(f"/v1/jobs/{job_id}/revisions",
+                               json={"edits": [{"line": 0, "retake": True}]})
+            assert busy.status_code == 409 and busy.json()["type"].endswith("/job-busy")
+            first = finished(client, job_id)
+
+            bad = client.post(f"/v1/jobs/{job_id}/revisions", json={"edits": [
+                {"line": 7, "text": "No such line."}, {"line": 1, "speaker_id": "spk_nobody"}]})
+            assert bad.status_code == 422
+            assert [e["loc"] for e in bad.json()["errors"]] == [["body", "edits", 0]]
+            unknown = client.post(f"/v1/jobs/{job_id}/revisions", json={"edits": [
+                {"line": 1, "speaker_id": "spk_nobody"}]})
+            assert unknown.status_code == 422, unknown.text
+
+            # the same seed renders the same take; a retake without one, a new take
+            seeded = {"edits": [{"line": 1, "retake": True, "seed": 12345}]}
+            key = {"Idempotency-Key": "revise-once"}
+            r2 = client.post(f"/v1/jobs/{job_id}/revisions", json=seeded, headers=key)
+            replay = client.post(f"/v1/jobs/{job_id}/revisions", json=seeded, headers=key)
+            assert r2.status_code == replay.status_code == 202
+            assert replay.json() == r2.json() and replay.headers["Idempotent-Replayed"] == "true"
+            finished(client, job_id)
+            first_take = unit_audio(services, job_id, 1, 1)
+            rev1_audio = first["result"]["audio"]["url"]
+            assert client.get(rev1_audio).status_code == 200
+            assert client.post(f"/v1/jobs/{job_id}/revisions",
+                               json=seeded).json()["revision"] == 3
+            third = finished(client, job_id)
+            assert third["revision"] == 3
+            assert np.array_equal(unit_audio(services, job_id, 2, 1),
+                                  unit_audio(services, job_id, 3, 1))
+            assert not np.array_equal(first_take, unit_audio(services, job_id, 2, 1))
+            takes = client.get(f"/v1/jobs/{job_id}/revisions/3").json()["takes"]
+            assert [(t["line"], t["rendered_in"]) for t in takes] == [(0, 1), (1, 3), (2, 1)]
+            assert takes[1]["seed"] == 12345 and isinstance(takes[0]["seed"], int)
+
+            assert client.get(rev1_audio).status_code == 404  # revisions 2 and 3 are kept
+            r4 = client.post(f"/v1/jobs/{job_id}/revisions",
+                             json={"edits": [{"line": 1, "retake": True}]})
+            assert r4.status_code == 202
+            finished(client, job_id)
+            revisions = client.get(f"/v1/jobs/{job_id}/revisions").json()["revisions"]
+            assert [(v["number"], v["files_kept"]) for v in revisions] == [
+                (1, False), (2, False), (3, True), (4, True)]
+            assert revisions[3]["takes"][1]["seed"] not in (None, 12345)
+            for dropped in revisions[:2]:  # request and captions only
+                assert dropped["result"] is None and dropped["takes"] == []
+                assert set(dropped["captions"]) == {"vtt", "srt", "json"}
+                assert len(dropped["request"]["script"]) == 3
+                assert client.get(dropped["captions"]["vtt"]["url"]).status_code == 200
+            # units: the three of revision 1 minus its line 1, and the takes of revisions 3, 4
+            with services.db.session() as session:
+                keys = set(session.scalars(select(JobUnit.key).where(
+                    JobUnit.job_id == job_id)))
+            on_disk = {str(p.relative_to(tmp_path / "data" / "files"))
+                       for p in stored_files(tmp_path) if p.name == "line.npz"}
+            assert on_disk == keys and len(keys) == 4
+
+            assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+            assert client.get(f"/v1/jobs/{job_id}/revisions").status_code == 404
+            assert client.get(f"/v1/jobs/{job_id}/revisions/4").status_code == 404
+            assert not [p for p in stored_files(tmp_path) if "/jobs/" in str(p)]
+            with services.db.session() as session:
+                assert session.scalar(select(func.count()).select_from(JobUnit).where(
+                    JobUnit.job_id == job_id)) == 0

@@ -19,11 +19,12 @@ from voicereel.client._base import (
     DownloadPlan,
     job_id_of,
     plan_download,
+    retake_edit,
 )
 from voicereel.client.errors import JobFailed, UrlExpired, WaitTimeout, from_response
 
 T = TypeVar("T")
-JobRef = str | models.Job | models.JobAccepted
+JobRef = str | models.Job | models.JobAccepted | models.RevisionAccepted
 
 
 class AsyncVoiceReel(BaseClient):
@@ -128,6 +129,27 @@ class AsyncVoiceReel(BaseClient):
 
     async def get_job(self, job: JobRef) -> models.Job:
         return await self._run(self._get_job(job_id_of(job)))
+
+    async def revise(self, job: JobRef, edits: Sequence[Mapping[str, Any]], *,
+                     output: Mapping[str, Any] | None = None,
+                     captions: Sequence[str] | None = None,
+                     idempotency_key: str | None = None) -> models.RevisionAccepted:
+        """Fix lines of a finished job; see `VoiceReel.revise`."""
+        return await self._run(self._revise(job_id_of(job), edits, output, captions,
+                                            idempotency_key))
+
+    async def retake(self, job: JobRef, line: int, *, seed: int | None = None,
+                     idempotency_key: str | None = None) -> models.RevisionAccepted:
+        """Render line `line` again, as a new take (with `seed`: that seed's take)."""
+        return await self.revise(job, [retake_edit(line, seed)],
+                                 idempotency_key=idempotency_key)
+
+    async def revisions(self, job: JobRef) -> list[models.Revision]:
+        """Every revision of the job, oldest first; the last is the latest."""
+        return (await self._run(self._revisions(job_id_of(job)))).revisions
+
+    async def get_revision(self, job: JobRef, number: int) -> models.Revision:
+        return await self._run(self._get_revision(job_id_of(job), number))
 
     async def delete_job(self, job: JobRef) -> None:
         await self._run(self._delete_job(job_id_of(job)))

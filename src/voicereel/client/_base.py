@@ -196,6 +196,29 @@ class BaseClient:
         return Call("GET", f"/v1/jobs/{_segment(job_id)}", _parser(models.Job))
 
     @staticmethod
+    def _revise(job_id: str, edits: Sequence[Mapping[str, Any]],
+                output: Mapping[str, Any] | None, captions: Sequence[str] | None,
+                idempotency_key: str | None) -> Call[models.RevisionAccepted]:
+        body: dict[str, Any] = {"edits": [dict(edit) for edit in edits]}
+        if output is not None:
+            body["output"] = dict(output)
+        if captions is not None:
+            body["captions"] = list(captions)
+        return Call("POST", f"/v1/jobs/{_segment(job_id)}/revisions",
+                    _parser(models.RevisionAccepted), json=body,
+                    headers=_idempotency(idempotency_key))
+
+    @staticmethod
+    def _revisions(job_id: str) -> Call[models.RevisionList]:
+        return Call("GET", f"/v1/jobs/{_segment(job_id)}/revisions",
+                    _parser(models.RevisionList))
+
+    @staticmethod
+    def _get_revision(job_id: str, number: int) -> Call[models.Revision]:
+        return Call("GET", f"/v1/jobs/{_segment(job_id)}/revisions/{int(number)}",
+                    _parser(models.Revision))
+
+    @staticmethod
     def _delete_job(job_id: str) -> Call[None]:
         return Call("DELETE", f"/v1/jobs/{_segment(job_id)}", _none)
 
@@ -216,12 +239,17 @@ def _problem_slug(response: httpx.Response) -> str:
     return problem_type.removeprefix(PROBLEM_BASE) if isinstance(problem_type, str) else ""
 
 
-def job_id_of(job: str | models.Job | models.JobAccepted) -> str:
+def job_id_of(job: str | models.Job | models.JobAccepted | models.RevisionAccepted) -> str:
     if isinstance(job, models.Job):
         return job.id
-    if isinstance(job, models.JobAccepted):
+    if isinstance(job, (models.JobAccepted, models.RevisionAccepted)):
         return job.job_id
     return job
+
+
+def retake_edit(line: int, seed: int | None) -> dict[str, Any]:
+    """The edit that renders one line again (with `seed`: that take)."""
+    return {"line": line, "retake": True, **({"seed": seed} if seed is not None else {})}
 
 
 def _idempotency(key: str | None) -> dict[str, str]:

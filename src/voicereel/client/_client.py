@@ -18,11 +18,12 @@ from voicereel.client._base import (
     DownloadPlan,
     job_id_of,
     plan_download,
+    retake_edit,
 )
 from voicereel.client.errors import JobFailed, UrlExpired, WaitTimeout, from_response
 
 T = TypeVar("T")
-JobRef = str | models.Job | models.JobAccepted
+JobRef = str | models.Job | models.JobAccepted | models.RevisionAccepted
 
 
 class VoiceReel(BaseClient):
@@ -135,6 +136,33 @@ class VoiceReel(BaseClient):
 
     def get_job(self, job: JobRef) -> models.Job:
         return self._run(self._get_job(job_id_of(job)))
+
+    def revise(self, job: JobRef, edits: Sequence[Mapping[str, Any]], *,
+               output: Mapping[str, Any] | None = None,
+               captions: Sequence[str] | None = None,
+               idempotency_key: str | None = None) -> models.RevisionAccepted:
+        """Fix lines of a finished job: only the lines the edits change render.
+
+        Edits address the lines of the job's latest revision: `{"line": 3, "text": ...}`
+        (any of text, speaker_id, speed, pause_after_ms, seed), `{"line": 2, "retake": True}`,
+        `{"insert_after": 5, "speaker_id": ..., "text": ...}`, `{"delete": 7}`. Output and
+        captions default to the revision's. Wait for it like a job.
+        """
+        return self._run(self._revise(job_id_of(job), edits, output, captions,
+                                      idempotency_key))
+
+    def retake(self, job: JobRef, line: int, *, seed: int | None = None,
+               idempotency_key: str | None = None) -> models.RevisionAccepted:
+        """Render line `line` again, as a new take (with `seed`: that seed's take)."""
+        return self.revise(job, [retake_edit(line, seed)],
+                           idempotency_key=idempotency_key)
+
+    def revisions(self, job: JobRef) -> list[models.Revision]:
+        """Every revision of the job, oldest first; the last is the latest."""
+        return (self._run(self._revisions(job_id_of(job)))).revisions
+
+    def get_revision(self, job: JobRef, number: int) -> models.Revision:
+        return self._run(self._get_revision(job_id_of(job), number))
 
     def delete_job(self, job: JobRef) -> None:
         """Cancel the job if unfinished and delete every stored file."""

@@ -1,4 +1,5 @@
-"""The client side of the `voicereel` command: speakers, synthesize, jobs, usage.
+"""The client side of the `voicereel` command: speakers, synthesize, jobs (and their
+revisions), usage.
 
 Every command takes `--url` / `--api-key` (or `VOICEREEL_URL` / `VOICEREEL_API_KEY`) and `--json`
 (machine-readable output on stdout; progress and errors always go to stderr). Exit codes:
@@ -21,7 +22,13 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel
 
-from voicereel.client._base import API_KEY_ENV, DEFAULT_URL, SIGNING_SECRET_ENV, URL_ENV
+from voicereel.client._base import (
+    API_KEY_ENV,
+    DEFAULT_URL,
+    SIGNING_SECRET_ENV,
+    URL_ENV,
+    retake_edit,
+)
 from voicereel.client._client import VoiceReel
 from voicereel.client.errors import (
     APIError,
@@ -30,8 +37,14 @@ from voicereel.client.errors import (
     Unauthorized,
     VoiceReelError,
 )
-from voicereel.client.models import Downloads, Job
-from voicereel.client.screenplay import ScriptError, Turn, parse_script, resolve_speakers
+from voicereel.client.models import Downloads, Job, RevisionAccepted
+from voicereel.client.screenplay import (
+    ScriptError,
+    Turn,
+    parse_script,
+    resolve_speakers,
+    script_edits,
+)
 
 EXIT_USAGE = 2
 EXIT_API_ERROR = 3
@@ -255,6 +268,36 @@ def _wait(cli: Cli, job_id: str) -> Job:
         return cli.client.wait(job_id, on_progress=advance, raise_on_failure=False)
 
 
+def _wait_revision(cli: Cli, revision: RevisionAccepted) -> Job:
+    """Wait for a revision with a bar over the lines it renders (the rest are reused)."""
+    rendering = len(revision.lines_to_render)
+    label = (f"Revision {revision.revision} of {revision.job_id}: rendering {rendering} "
+             f"line{'s' if rendering != 1 else ''}")
+    with click.progressbar(length=rendering + 1, label=label, file=sys.stderr) as bar:
+        shown = 0
+
+        def advance(job: Job) -> None:
+            nonlocal shown
+            reused = job.units_total - 1 - rendering  # units_total counts assembly too
+            now = min(rendering + 1, max(0, job.units_done - reused) + job.finished)
+            if now > shown:
+                bar.update(now - shown)
+                shown = now
+
+        return cli.client.wait(revision.job_id, on_progress=advance, raise_on_failure=False)
+
+
+def _revise(cli: Cli, job_id: str, edits: list[dict[str, Any]], wait_: bool,
+            out: Path | None) -> None:
+    revision = cli.client.revise(job_id, edits)
+    if not (wait_ or out):
+        cli.emit(revision, lambda: click.echo(
+            f"{revision.job_id}  revision {revision.revision}  {revision.status}  "
+            f"rendering lines {', '.join(map(str, revision.lines_to_render)) or 'none'}"))
+        return
+    _finish(cli, _wait_revision(cli, revision), out)
+
+
 def _finish(cli: Cli, job: Job, out: Path | None) -> None:
     """Print the finished job (downloading its files into `out`); exit 4 if it did not succeed."""
     files: Downloads | None = None
@@ -302,17 +345,35 @@ def _print_job(job: Job) -> None:
               help="Sample rate in Hz (default: the script's, else 24000).")
 @click.option("--captions", callback=_captions,
               help="Caption formats, comma-separated: vtt,srt,json (default: all).")
+@click.option("--revise", "revise_job", metavar="JOB",
+              help="Fix JOB instead: send only the lines SCRIPT changes against the job's "
+                   "latest revision, and render only those.")
 @api_command
 def synthesize(cli: Cli, script: str, wait_: bool, out: Path | None, audio_format: str | None,
-               sample_rate: int | None, captions: list[str] | None) -> None:
+               sample_rate: int | None, captions: list[str] | None,
+               revise_job: str | None) -> None:
     """Render SCRIPT: the API's JSON or a screenplay ('Alice: Hello there.' per line).
 
     Speaker names in a screenplay are matched to your speakers case-insensitively. Use '-' to
-    read the script from stdin.
+    read the script from stdin. With --revise JOB, an edited copy of JOB's script renders only
+    the lines that differ (changed, inserted or deleted), as a new revision of JOB.
     """
     with click.open_file(script, encoding="utf-8") as handle:
         text = handle.read()
     body = _request_body(cli, text, "" if script == "-" else script)
+    if revise_job is not None:
+        if audio_format or sample_rate or captions is not None:
+            raise click.UsageError("--revise keeps the job's output and captions; leave out "
+                                   "--format, --sample-rate and --captions")
+        current = cli.client.revisions(revise_job)[-1].request["script"]
+        edits = script_edits(current, body["script"])
+        if not edits:
+            cli.emit({"job_id": revise_job, "edits": []},
+                     lambda: click.echo(f"{revise_job}: the script is unchanged; nothing to "
+                                        "render", err=True))
+            return
+        _revise(cli, revise_job, edits, wait_, out)
+        return
     job = cli.client.synthesize(body["script"], format=audio_format, sample_rate=sample_rate,
                                 captions=captions if captions is not None
                                 else body.get("captions"),
@@ -325,7 +386,7 @@ def synthesize(cli: Cli, script: str, wait_: bool, out: Path | None, audio_forma
 
 @click.group()
 def jobs() -> None:
-    """Show, wait for and delete synthesis jobs."""
+    """Show, wait for, revise and delete synthesis jobs."""
 
 
 @jobs.command("show")
@@ -345,6 +406,60 @@ def jobs_show(cli: Cli, job_id: str) -> None:
 def jobs_wait(cli: Cli, job_id: str, out: Path | None) -> None:
     """Wait for a job with a progress bar; exit 4 if it fails or is canceled."""
     _finish(cli, _wait(cli, job_id), out)
+
+
+@jobs.command("revise")
+@click.argument("job_id")
+@click.option("--line", type=click.IntRange(min=0), help="The line to change (from 0).")
+@click.option("--text", help="The line's new text.")
+@click.option("--speaker", help="The line's new speaker (id or name).")
+@click.option("--speed", type=click.FloatRange(0.5, 2.0), help="The line's new speed.")
+@click.option("--pause-after-ms", type=click.IntRange(min=0),
+              help="The pause after the line, in ms.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1),
+              help="The seed to render the line with (a take shown in its revision).")
+@click.option("--delete", "deletes", multiple=True, type=click.IntRange(min=0),
+              help="Delete this line (repeatable).")
+@click.option("--wait", "wait_", is_flag=True, help="Wait, with a progress bar.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Download the new revision's files into this directory (implies --wait).")
+@api_command
+def jobs_revise(cli: Cli, job_id: str, line: int | None, text: str | None,
+                speaker: str | None, speed: float | None, pause_after_ms: int | None,
+                seed: int | None, deletes: tuple[int, ...], wait_: bool,
+                out: Path | None) -> None:
+    """Fix a finished job: change one line and/or delete lines; only changed lines render."""
+    change: dict[str, Any] = {name: value for name, value in (
+        ("text", text), ("speed", speed), ("pause_after_ms", pause_after_ms), ("seed", seed))
+        if value is not None}
+    if speaker is not None:
+        change["speaker_id"] = _speaker_id(cli.client, speaker)
+    if change and line is None:
+        raise click.UsageError("say which line to change with --line")
+    if line is not None and not change:
+        raise click.UsageError("give --text, --speaker, --speed, --pause-after-ms or --seed "
+                               "for --line (or use `jobs retake`)")
+    edits = ([{"line": line, **change}] if line is not None else []) + [
+        {"delete": index} for index in deletes]
+    if not edits:
+        raise click.UsageError("nothing to change: give --line with a change, or --delete")
+    _revise(cli, job_id, edits, wait_, out)
+
+
+@jobs.command("retake")
+@click.argument("job_id")
+@click.option("--line", required=True, type=click.IntRange(min=0),
+              help="The line to render again (from 0).")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1),
+              help="Render that seed's take (default: a new one).")
+@click.option("--wait", "wait_", is_flag=True, help="Wait, with a progress bar.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Download the new revision's files into this directory (implies --wait).")
+@api_command
+def jobs_retake(cli: Cli, job_id: str, line: int, seed: int | None, wait_: bool,
+                out: Path | None) -> None:
+    """Render one line of a finished job again, as a new take; the rest is kept."""
+    _revise(cli, job_id, [retake_edit(line, seed)], wait_, out)
 
 
 @jobs.command("delete")

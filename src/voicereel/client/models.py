@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +52,7 @@ class JobResult(_Model):
 
 class Job(_Model):
     id: str
+    revision: int = 1  # the latest revision, which this shows
     status: JobStatus
     progress: float = 0.0
     units_done: int = 0
@@ -71,6 +72,44 @@ class Job(_Model):
 class JobAccepted(_Model):
     job_id: str
     status: JobStatus
+
+
+class RevisionAccepted(_Model):
+    job_id: str
+    revision: int
+    status: JobStatus
+    lines_to_render: list[int] = Field(default_factory=list)
+
+
+class Take(_Model):
+    line: int
+    rendered_in: int
+    seed: int | None = None
+
+
+class Revision(_Model):
+    """One revision of a job; `request` is its whole script and options."""
+
+    job_id: str
+    number: int
+    latest: bool
+    status: JobStatus
+    progress: float = 0.0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    edits: list[dict[str, Any]] | None = None
+    request: dict[str, Any]
+    characters: int = 0
+    files_kept: bool = True
+    result: JobResult | None = None
+    captions: dict[str, FileLink] = Field(default_factory=dict)
+    takes: list[Take] = Field(default_factory=list)
+
+
+class RevisionList(_Model):
+    revisions: list[Revision]
 
 
 class Downloads(_Model):

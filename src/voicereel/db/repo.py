@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Integer,
     and_,
     case,
     cast,
@@ -254,7 +255,7 @@ def revise_job(session: Session, job: Job, *, request: dict[str, Any], edits: li
     previous = {row.index: row for row in session.scalars(
         select(JobUnit).where(JobUnit.job_id == job.id, JobUnit.revision == current))}
     carried = [JobUnit(job_id=job.id, revision=current + 1, index=index, key=source.key,
-                       rendered_in=source.rendered_in, created_at=now)
+                       rendered_in=source.rendered_in, seed=source.seed, created_at=now)
                for index, old in enumerate(reused_from)
                if old is not None and (source := previous.get(old)) is not None]
     # The conditional update comes first: it takes the row (or SQLite's write) lock, so of
@@ -708,6 +709,12 @@ def unit_keys(session: Session, job_id: str, revision: int) -> dict[int, str]:
     return {index: key for index, key in rows}
 
 
+def revision_units(session: Session, job_id: str, revision: int) -> list[JobUnit]:
+    """The units a revision's lines sound like, by line (none once retention dropped them)."""
+    return list(session.scalars(select(JobUnit).where(
+        JobUnit.job_id == job_id, JobUnit.revision == revision).order_by(JobUnit.index)))
+
+
 def lines_rendered_in(session: Session, job_id: str, revision: int) -> list[int]:
     """The lines of the revision whose units it rendered itself (not carried over)."""
     return list(session.scalars(select(JobUnit.index).where(
@@ -756,7 +763,7 @@ def pending_storage_purges(session: Session) -> list[StoragePurge]:
 
 
 def record_unit(session: Session, job_id: str, revision: int, index: int, key: str,
-                units_total: int) -> bool:
+                units_total: int, seed: int | None = None) -> bool:
     """Record `key` as the unit of a line of a running job's revision; raise progress to the
     lines done.
 
@@ -771,9 +778,10 @@ def record_unit(session: Session, job_id: str, revision: int, index: int, key: s
     # The write comes first so that SQLite takes its write lock before anything is read.
     inserted = session.execute(
         insert_fn(JobUnit)
-        .from_select(["job_id", "revision", "index", "key", "rendered_in", "created_at"],
+        .from_select(["job_id", "revision", "index", "key", "rendered_in", "seed",
+                      "created_at"],
                      select(literal(job_id), literal(revision), literal(index), literal(key),
-                            literal(revision),
+                            literal(revision), literal(seed, Integer()),
                             literal(utcnow(), UTCDateTime())).where(running.exists()))
         .on_conflict_do_nothing()
         .returning(JobUnit.index)  # rowcount of INSERT ... SELECT is -1 on psycopg

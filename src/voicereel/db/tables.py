@@ -163,6 +163,7 @@ class JobUnit(Base):
     index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     key: Mapped[str] = mapped_column(String(300))
     rendered_in: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(Integer, default=None)  # the take's, to repeat it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

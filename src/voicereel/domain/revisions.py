@@ -2,10 +2,11 @@
 
 Edits address the lines of the revision they revise, by index, so their order in a request
 does not matter: `{"line": 3, "text": ...}` changes a line (any of text, speaker_id, speed,
-pause_after_ms), `{"line": 2, "retake": true}` renders it again with a new seed,
+pause_after_ms, seed), `{"line": 2, "retake": true}` renders it again with a new seed (or the
+`seed` given: the same seed renders the same take again),
 `{"insert_after": 5, ...}` adds a line (-1: before the first), `{"delete": 7}` removes one.
-A line keeps its stored unit unless its text, speaker or speed changed or a retake was asked
-for; a new pause after a line changes only the assembly, never the line's audio. A new
+A line keeps its stored unit unless its text, speaker, speed or seed changed or a retake was
+asked for; a new pause after a line changes only the assembly, never the line's audio. A new
 output sample rate renders every line.
 """
 
@@ -15,7 +16,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from voicereel.domain.script import CaptionFormat, OutputOptions, ScriptLine, SynthesisRequest
+from voicereel.domain.script import (
+    SEED_MAX,
+    CaptionFormat,
+    OutputOptions,
+    ScriptLine,
+    SynthesisRequest,
+)
 from voicereel.errors import ValidationFailed
 
 
@@ -29,6 +36,7 @@ class LineEdit(BaseModel):
     speaker_id: str | None = Field(None, min_length=1, max_length=40)
     speed: float | None = Field(None, ge=0.5, le=2.0)
     pause_after_ms: int | None = Field(None, ge=0)
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
     retake: bool = False
 
     @field_validator("text")
@@ -110,8 +118,8 @@ def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> Revise
         if isinstance(edit, DeleteLine):
             deleted.add(target)
         elif not edit.retake and not changed_fields(edit):
-            errors.append({"loc": loc, "msg": "an edit changes text, speaker_id, speed or "
-                                              "pause_after_ms, or asks for a retake"})
+            errors.append({"loc": loc, "msg": "an edit changes text, speaker_id, speed, "
+                                              "pause_after_ms or seed, or asks for a retake"})
         else:
             changes[target] = edit
     if errors:
@@ -129,10 +137,15 @@ def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> Revise
     for index, line in enumerate(previous.script):
         if index not in deleted:
             change = changes.get(index)
-            new = line if change is None else line.model_copy(update=changed_fields(change))
+            new = line
+            if change is not None:
+                fields = changed_fields(change)
+                if change.retake:
+                    fields.setdefault("seed", None)  # a new take: a new seed, unless given
+                new = line.model_copy(update=fields)
             rerender = change is not None and (
-                change.retake or (new.text, new.speaker_id, new.speed)
-                != (line.text, line.speaker_id, line.speed))
+                change.retake or (new.text, new.speaker_id, new.speed, new.seed)
+                != (line.text, line.speaker_id, line.speed, line.seed))
             lines.append(new)
             reused_from.append(None if rerender else index)
         add_inserted(index)

@@ -15,6 +15,7 @@ from voicereel.settings import Settings
 AudioFormat = Literal["wav", "mp3", "flac", "ogg"]
 CaptionFormat = Literal["vtt", "srt", "json"]
 ALL_CAPTIONS: tuple[CaptionFormat, ...] = ("vtt", "srt", "json")
+SEED_MAX = 2**31 - 1  # as fish-speech's
 
 
 class ScriptLine(BaseModel):
@@ -24,6 +25,9 @@ class ScriptLine(BaseModel):
     text: str = Field(min_length=1)
     pause_after_ms: int | None = Field(None, ge=0)
     speed: float = Field(1.0, ge=0.5, le=2.0)
+    seed: int | None = Field(None, ge=0, le=SEED_MAX, description=(
+        "renders the line the same way again (on engines that honour seeds); unset: the "
+        "engine picks one, shown in the job's revisions"))
 
     @field_validator("text")
     @classmethod

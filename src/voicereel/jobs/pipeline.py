@@ -376,13 +376,13 @@ def render_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine |
     was recorded first (its unit is the line's). Progress is the number of recorded units and
     only goes up.
     """
-    line = render_line(services, plan, index)
+    line = render_line(services, plan, index, seed=plan.request.script[index].seed)
     folder = units.new_take_folder(plan.prefix, index)
     key = units.unit_key(folder)
     services.storage.put(key, units.pack_unit(line), units.UNIT_CONTENT_TYPE)
     with services.db.session() as session:
         recorded = repo.record_unit(session, plan.job_id, plan.revision, index, key,
-                                    plan.units_total)
+                                    plan.units_total, seed=line.meta.get("seed"))
     if not recorded:
         outbox.remove(services, folder)
         return None

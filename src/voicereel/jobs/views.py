@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from voicereel.db import repo
-from voicereel.db.tables import JobFile, utcnow
+from voicereel.db.tables import JobFile, JobRevision, utcnow
 from voicereel.domain.jobs import JobStatus
 from voicereel.errors import NotFound
 from voicereel.services import Services
@@ -52,6 +52,14 @@ class JobOut(BaseModel):
     webhook_attempts: list[WebhookAttemptOut] = []
 
 
+class TakeOut(BaseModel):
+    """The stored rendering a line of a revision sounds like."""
+
+    line: int
+    rendered_in: int  # the revision that rendered it (earlier: carried over)
+    seed: int | None  # as a line's or an edit's `seed`, renders the same take again
+
+
 class RevisionOut(BaseModel):
     """One revision of a job: what it asked for and, once it succeeded, its files."""
 
@@ -70,6 +78,7 @@ class RevisionOut(BaseModel):
     files_kept: bool  # False once retention removed its audio (its captions stay)
     result: JobResult | None  # while its files are kept
     captions: dict[str, FileLink]
+    takes: list[TakeOut]  # what each line sounds like (while its files are kept)
 
 
 class RevisionList(BaseModel):
@@ -102,44 +111,40 @@ def revision_views(services: Services, tenant_id: str, job_id: str, base_url: st
     """Every revision of the tenant's job, oldest first, or only revision `number`."""
     with services.db.session() as session:
         job = repo.get_job(session, tenant_id, job_id)
-        earlier = repo.job_revisions(session, job.id)
-        wanted = [r for r in earlier if number in (None, r.number)]
-        latest = number in (None, job.revision)
-        if not wanted and not latest:
+        latest = JobRevision(  # the job row is the latest revision; shown as the others
+            job_id=job.id, number=job.revision, request=job.request, edits=job.revision_edits,
+            status=job.status, error=job.error, units_total=job.units_total,
+            characters=job.characters, audio_seconds=job.audio_seconds, engine=job.engine,
+            created_at=job.revised_at or job.created_at, started_at=job.started_at,
+            finished_at=job.finished_at, files_kept=True)
+        wanted = [r for r in [*repo.job_revisions(session, job.id), latest]
+                  if number in (None, r.number)]
+        if not wanted:
             raise NotFound(f"job {job_id} has no revision {number}")
-        files = {r.number: repo.job_files(session, job.id, r.number)
-                 for r in wanted if r.status == "succeeded"}
-        if latest and job.status == "succeeded":
-            files[job.revision] = repo.job_files(session, job.id, job.revision)
-    views = [revision_out(services, base_url, job.id, False, r.number, r.status,
-                          1.0 if r.finished_at else 0.0, r.created_at, r.started_at,
-                          r.finished_at, r.error, r.edits, r.request, r.characters,
-                          r.files_kept, r.audio_seconds, files.get(r.number, []))
-             for r in wanted]
-    if latest:
-        views.append(revision_out(
-            services, base_url, job.id, True, job.revision, job.status, job.progress,
-            job.revised_at or job.created_at, job.started_at, job.finished_at, job.error,
-            job.revision_edits, job.request, job.characters, True, job.audio_seconds,
-            files.get(job.revision, [])))
-    return views
+        files = {r.number: repo.job_files(session, job.id, r.number) if r.status == "succeeded"
+                 else [] for r in wanted}
+        takes = {r.number: [TakeOut(line=u.index, rendered_in=u.rendered_in, seed=u.seed)
+                            for u in repo.revision_units(session, job.id, r.number)]
+                 for r in wanted}
+        progress = job.progress
+    return [revision_out(services, base_url, r, r is latest,
+                         progress if r is latest else 1.0, files[r.number], takes[r.number])
+            for r in wanted]
 
 
-def revision_out(services: Services, base_url: str, job_id: str, latest: bool, number: int,
-                 status: str, progress: float, created_at: datetime,
-                 started_at: datetime | None, finished_at: datetime | None, error: str | None,
-                 edits: list[Any] | None, request: dict[str, Any], characters: int,
-                 files_kept: bool, audio_seconds: float | None,
-                 files: list[JobFile]) -> RevisionOut:
-    links = file_links(services, job_id, number, files, base_url)
-    captions = {k.split(".", 1)[1]: v for k, v in links.items() if k.startswith("captions.")}
+def revision_out(services: Services, base_url: str, revision: JobRevision, latest: bool,
+                 progress: float, files: list[JobFile], takes: list[TakeOut]) -> RevisionOut:
+    links = file_links(services, revision.job_id, revision.number, files, base_url)
     return RevisionOut(
-        job_id=job_id, number=number, latest=latest, status=status,
-        progress=round(progress, 4), created_at=created_at, started_at=started_at,
-        finished_at=finished_at, error=error, edits=edits, request=request,
-        characters=characters, files_kept=files_kept,
-        result=result_of(services, links, audio_seconds) if "audio" in links else None,
-        captions=captions)
+        job_id=revision.job_id, number=revision.number, latest=latest,
+        status=revision.status,
+        progress=round(progress, 4), created_at=revision.created_at,
+        started_at=revision.started_at, finished_at=revision.finished_at, error=revision.error,
+        edits=revision.edits, request=revision.request, characters=revision.characters,
+        files_kept=revision.files_kept,
+        result=result_of(services, links, revision.audio_seconds) if "audio" in links else None,
+        captions={k.split(".", 1)[1]: v for k, v in links.items() if k.startswith("captions.")},
+        takes=takes)
 
 
 def file_links(services: Services, job_id: str, revision: int, files: list[JobFile],

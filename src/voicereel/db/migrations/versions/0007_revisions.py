@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("index", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("key", sa.String(length=300), nullable=False),
         sa.Column("rendered_in", sa.Integer(), nullable=False),
+        sa.Column("seed", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id", "revision", "index"),
