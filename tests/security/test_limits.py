@@ -195,7 +195,7 @@ def test_a_job_rendering_past_its_limit_fails_with_a_clear_error(database_url: s
         with services.db.session() as session:
             job = repo.load_job(session, job_id)
             assert job is not None
-            files = repo.job_files(session, job_id)
+            files = repo.job_files(session, job_id, 1)
         print(f"\njob error: {job.error}")
         assert job.status == "failed", (job.status, job.error)
         assert job.error and "VOICEREEL_MAX_JOB_AUDIO_SECONDS" in job.error and "5 s" in job.error
