@@ -24,7 +24,7 @@ from voicereel.services import Services
 
 RATE = 24000
 # Quiet enough that the true-peak limiter never engages: the master's gain is one constant.
-QUIET = {"format": "wav", "sample_rate": RATE, "loudness_lufs": -30}
+QUIET = {"format": "wav", "sample_rate": RATE, "loudness_lufs": -30, "stems": True}
 
 
 @contextmanager
@@ -154,6 +154,12 @@ def test_a_revision_renders_only_the_changed_lines(
         old_11 = old_master[old[11][0]:old[11][1]]
         new_10 = new_master[new[10][0]:new[10][1]]
         assert np.max(np.abs(new_10 - gain * old_11)) <= 2 * quantum
+
+        # stems follow: one per speaker, as long as the new master, summing to it
+        stems = [sf.read(io.BytesIO(download(client, link["url"])), dtype="float64")[0]
+                 for link in second["result"]["stems"].values()]
+        assert len(stems) == 2 and all(len(stem) == len(new_master) for stem in stems)
+        assert np.max(np.abs(sum(stems) - new_master)) <= 3 * quantum
 
         # revision 1 keeps its URLs and its own files
         revisions = client.get(f"/v1/jobs/{job_id}/revisions").json()["revisions"]
