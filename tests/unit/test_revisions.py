@@ -38,11 +38,11 @@ def test_the_issues_revision_renders_exactly_two_lines() -> None:
 def test_output_and_captions_default_to_the_previous_revisions() -> None:
     previous = job(3)
     same = revise(previous, {"line": 0, "retake": True}).request
-    assert same.output == previous.output and same.captions == ["vtt", "json"]
+    assert same.output == previous.output and same.captions.formats == ["vtt", "json"]
     other = revise(previous, {"line": 0, "retake": True}, output={"format": "wav"},
                    captions=["srt", "srt"]).request
     assert other.output.format == "wav" and not other.output.stems
-    assert other.captions == ["srt"]
+    assert other.captions.formats == ["srt"]
 
 
 def test_a_new_pause_keeps_the_lines_unit_and_a_new_speed_or_speaker_does_not() -> None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from voicereel.domain.captions import CaptionOptions
 from voicereel.domain.script import (
     SEED_MAX,
-    CaptionFormat,
     OutputOptions,
     ScriptLine,
     SynthesisRequest,
@@ -70,7 +70,7 @@ class RevisionRequest(BaseModel):
 
     edits: list[Edit] = Field(min_length=1)
     output: OutputOptions | None = None
-    captions: list[CaptionFormat] | None = None
+    captions: CaptionOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> Revise
     if revision.output is not None:
         data["output"] = revision.output.model_dump(mode="json")
     if revision.captions is not None:
-        data["captions"] = revision.captions
+        data["captions"] = revision.captions.model_dump(mode="json")
     request = SynthesisRequest.model_validate(data)
     if request.output.sample_rate != previous.output.sample_rate:
         reused_from = [None] * len(lines)  # units hold audio at the old rate: all render anew

@@ -7,14 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+from voicereel.domain.captions import CaptionOptions
 from voicereel.domain.markup import split_pauses, strip_markup
 from voicereel.domain.textnorm import normalize
 from voicereel.errors import AudioTooLong, ValidationFailed
 from voicereel.settings import Settings
 
 AudioFormat = Literal["wav", "mp3", "flac", "ogg"]
-CaptionFormat = Literal["vtt", "srt", "json"]
-ALL_CAPTIONS: tuple[CaptionFormat, ...] = ("vtt", "srt", "json")
 SEED_MAX = 2**31 - 1  # as fish-speech's
 
 
@@ -54,14 +53,10 @@ class SynthesisRequest(BaseModel):
 
     script: list[ScriptLine] = Field(min_length=1)
     output: OutputOptions = Field(default_factory=OutputOptions)
-    captions: list[CaptionFormat] = Field(default_factory=lambda: list(ALL_CAPTIONS))
+    # a list of formats, or the formats with a style profile and options (domain/captions.py)
+    captions: CaptionOptions = Field(default_factory=CaptionOptions)
     # POSTed the finished job, signed (docs/security.md)
     callback_url: HttpUrl | None = None
-
-    @field_validator("captions")
-    @classmethod
-    def _unique(cls, value: list[CaptionFormat]) -> list[CaptionFormat]:
-        return list(dict.fromkeys(value))
 
 
 # Upper bounds of rendered speech at the slowest pace either engine renders (speed 0.5, or

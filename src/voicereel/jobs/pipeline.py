@@ -36,6 +36,7 @@ from voicereel.audio.io import resample
 from voicereel.audio.mix import concat_with_pauses, fade_edges, level_master
 from voicereel.db import repo
 from voicereel.db.tables import Job, JobFile, Speaker, utcnow
+from voicereel.domain import caption_layout
 from voicereel.domain import captions as captions_mod
 from voicereel.domain.markup import split_pauses, strip_markup
 from voicereel.domain.script import AudioBudget, SynthesisRequest, line_characters, units_total
@@ -305,16 +306,20 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
               else settings.loudness_lufs)
     mixed = level_master([r.audio for r in rendered], pauses, rate, target,
                          settings.true_peak_dbtp)
+    timeline = lay_timeline(plan, rendered, mixed.offsets, len(mixed.audio))
+    options = request.captions
+    added: dict[int, float] = {}
+    if options.fit == "pauses":
+        # longer silences (never speech) where a cue needs more time to be read
+        added = caption_layout.extra_pauses(timeline.to_json(), options.profile())
+        if added:
+            for index, seconds in added.items():
+                pauses[index] += round(seconds * rate)
+            del mixed
+            mixed = level_master([r.audio for r in rendered], pauses, rate, target,
+                                 settings.true_peak_dbtp)
+            timeline = lay_timeline(plan, rendered, mixed.offsets, len(mixed.audio))
     master, offsets = mixed.audio, mixed.offsets
-    timeline = Timeline(sample_rate=rate, total_samples=len(master))
-    for index, (line, piece, offset) in enumerate(zip(request.script, rendered, offsets,
-                                                      strict=True)):
-        speaker = plan.speakers[line.speaker_id]
-        timeline.segments.append(Segment(
-            index=index, speaker_id=speaker.id, speaker=speaker.name,
-            text=" ".join(strip_markup(line.text).split()),
-            start=offset, end=offset + len(piece.audio),
-            words=[TimedWord(w.text, offset + w.start, offset + w.end) for w in piece.words]))
 
     fmt = request.output.format
     folder = plan.files_prefix
@@ -326,10 +331,25 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
             outputs.append((f"stem:{speaker_id}", f"{folder}/stems/{speaker_id}.{fmt}",
                             encode(stem, rate, fmt), AUDIO_TYPES[fmt]))
     caption_json = timeline.to_json()
-    for cap in request.captions:
-        body = captions_mod.render(caption_json, cap).encode()
-        outputs.append((f"captions.{cap}", f"{folder}/captions.{cap}", body,
+    lang = plan.speakers[request.script[0].speaker_id].lang
+    laid = captions_mod.lay_out(caption_json, options)
+    for cap in options.formats:
+        outputs.append((f"captions.{cap}", f"{folder}/captions.{cap}",
+                        captions_mod.render(caption_json, cap, options, laid, lang).encode(),
                         captions_mod.CONTENT_TYPES[cap]))
+    report = captions_mod.report(laid, options, {i: round(s * 1000) for i, s in added.items()})
+    outputs.append((f"captions.{captions_mod.REPORT}", f"{folder}/captions.report.json",
+                    report.encode(), captions_mod.CONTENT_TYPES[captions_mod.REPORT]))
+    if options.per_speaker:
+        for speaker_id in dict.fromkeys(line.speaker_id for line in request.script):
+            track = captions_mod.for_speaker(caption_json, speaker_id)
+            track_laid = captions_mod.lay_out(track, options)
+            for cap in options.formats:
+                outputs.append((f"captions.{cap}:{speaker_id}",
+                                f"{folder}/captions/{speaker_id}.{cap}",
+                                captions_mod.render(track, cap, options, track_laid,
+                                                    lang).encode(),
+                                captions_mod.CONTENT_TYPES[cap]))
     for _kind, key, body, content_type in outputs:
         services.storage.put(key, body, content_type)
 
@@ -353,6 +373,22 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
     observe_job_finished(seconds=(utcnow() - plan.created_at).total_seconds(),
                          audio_seconds=timeline.seconds(len(master)),
                          render_seconds=sum(r.render_seconds for r in rendered))
+
+
+def lay_timeline(plan: JobPlan, rendered: list[RenderedLine], offsets: list[int],
+                 total_samples: int) -> Timeline:
+    """Every line's segment and words, at its offset in the master."""
+    request = plan.request
+    timeline = Timeline(sample_rate=request.output.sample_rate, total_samples=total_samples)
+    for index, (line, piece, offset) in enumerate(zip(request.script, rendered, offsets,
+                                                      strict=True)):
+        speaker = plan.speakers[line.speaker_id]
+        timeline.segments.append(Segment(
+            index=index, speaker_id=speaker.id, speaker=speaker.name,
+            text=" ".join(strip_markup(line.text).split()),
+            start=offset, end=offset + len(piece.audio),
+            words=[TimedWord(w.text, offset + w.start, offset + w.end) for w in piece.words]))
+    return timeline
 
 
 def speaker_stems(request: SynthesisRequest, levelled: list[np.ndarray], offsets: list[int],
