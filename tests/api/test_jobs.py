@@ -50,7 +50,7 @@ def test_formats_and_rates(client: TestClient, reference_wavs: dict[str, bytes],
     assert r.status_code == 202
     job = _wait(client, r.json()["job_id"])
     assert job["status"] == "succeeded", job
-    assert set(job["result"]["captions"]) == {"json"}
+    assert set(job["result"]["captions"]) == {"json", "report"}
     audio = client.get(job["result"]["audio"]["url"])
     assert audio.headers["content-type"].startswith(job["result"]["audio"]["content_type"])
     captions = json.loads(client.get(job["result"]["captions"]["json"]["url"]).content)
@@ -163,3 +163,55 @@ def test_stems_loudness_and_inline_pauses(client: TestClient,
     assert words["$5"]["end"] - words["$5"]["start"] > 0.3
     hole = words["Really."]["start"] - words["today."]["end"]
     assert 1.0 <= hole < 1.6
+
+
+def test_caption_options_formats_report_fit_and_per_speaker_tracks(
+        client: TestClient, reference_wavs: dict[str, bytes]) -> None:
+    import pysubs2
+    import srt
+    import webvtt
+    from lxml import etree
+
+    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    bob = _speaker(client, reference_wavs["Bob"], "Bob")
+    script = [{"speaker_id": alice, "text": "Absolutely, without any doubt, extraordinary.",
+               "pause_after_ms": 0, "speed": 1.6},
+              {"speaker_id": bob, "text": "Understood.", "pause_after_ms": 0},
+              {"speaker_id": alice, "text": "Then we begin the recording at three o'clock, "
+                                            "right after the lunch break, in studio two."}]
+    formats = ["vtt", "srt", "json", "ttml", "ass", "txt"]
+    r = client.post("/v1/synthesize", json={"script": script, "captions": {
+        "formats": formats, "style": "bbc", "max_chars_per_line": 30, "fit": "pauses",
+        "karaoke": True, "per_speaker": True}})
+    assert r.status_code == 202, r.text
+    job = _wait(client, r.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    links = job["result"]["captions"]
+    assert set(links) == {*formats, "report", *(f"{f}:{s}" for f in formats
+                                                for s in (alice, bob))}
+
+    def get(kind: str) -> str:
+        response = client.get(links[kind]["url"])
+        assert response.status_code == 200
+        return response.text
+
+    report = json.loads(get("report"))
+    assert report["style"] == "bbc" and report["limits"]["max_chars_per_line"] == 30
+    assert report["fit"] == "pauses" and report["over_limits"]["chars_per_line"] == 0
+    caption = json.loads(get("json"))
+    segments = caption["segments"]
+    # the pauses the fit added are the only silence between these lines (0 ms asked for)
+    for index, added in report["added_pause_ms"].items():
+        gap = segments[int(index) + 1]["start"] - segments[int(index)]["end"]
+        assert gap == pytest.approx(added / 1000, abs=1e-3)
+    assert report["added_pause_ms"], report  # a 1.6x line of long words needs more time
+    cues = webvtt.from_string(get("vtt")).captions
+    assert len(cues) == report["cues"] and all(
+        len(line) <= 30 for cue in cues for line in cue.text.splitlines())
+    assert len(list(srt.parse(get("srt")))) == report["cues"]
+    assert len(pysubs2.SSAFile.from_string(get("ass")).events) == report["cues"]
+    assert etree.fromstring(get("ttml").encode()).tag == "{http://www.w3.org/ns/ttml}tt"
+    assert get("txt").splitlines()[1] == "Bob: Understood."
+    bob_track = json.loads(get(f"json:{bob}"))
+    assert [s["speaker_id"] for s in bob_track["segments"]] == [bob]
+    assert "Absolutely" not in get(f"vtt:{bob}") and "Understood." in get(f"vtt:{bob}")

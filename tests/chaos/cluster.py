@@ -278,4 +278,4 @@ def unit_files(root: Path, job_id: str) -> list[int]:
 
 def expected_files(captions: tuple[str, ...] = ("vtt", "srt", "json"),
                    fmt: str = "wav") -> list[str]:
-    return sorted([f"audio.{fmt}"] + [f"captions.{c}" for c in captions])
+    return sorted([f"audio.{fmt}", "captions-report.json"] + [f"captions.{c}" for c in captions])

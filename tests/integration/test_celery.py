@@ -129,7 +129,7 @@ def test_duplicate_messages_and_a_second_run_give_one_result(
         folder = next((group.root / "data" / "files").glob(f"*/jobs/{job_id}"))
         assert {f: (folder / f).stat().st_mtime_ns for f in files} == stamps
         with services.db.session() as session:
-            assert len(repo.job_files(session, job_id, 1)) == 2
+            assert len(repo.job_files(session, job_id, 1)) == 3  # audio, json, report
 
 
 def test_sweep_dispatches_a_job_that_was_never_published(

@@ -250,7 +250,7 @@ def test_seeds_retention_idempotency_and_deletion(
             assert revisions[3]["takes"][1]["seed"] not in (None, 12345)
             for dropped in revisions[:2]:  # request and captions only
                 assert dropped["result"] is None and dropped["takes"] == []
-                assert set(dropped["captions"]) == {"vtt", "srt", "json"}
+                assert set(dropped["captions"]) == {"vtt", "srt", "json", "report"}
                 assert len(dropped["request"]["script"]) == 3
                 assert client.get(dropped["captions"]["vtt"]["url"]).status_code == 200
             # units: the three of revision 1 minus its line 1, and the takes of revisions 3, 4

@@ -16,6 +16,7 @@ from voicereel.client._base import (
     AudioInput,
     BaseClient,
     Call,
+    Captions,
     DownloadPlan,
     job_id_of,
     plan_download,
@@ -120,7 +121,7 @@ class AsyncVoiceReel(BaseClient):
 
     async def synthesize(self, script: Sequence[Mapping[str, Any]], *,
                          format: str | None = None, sample_rate: int | None = None,
-                         captions: Sequence[str] | None = None,
+                         captions: Captions = None,
                          output: Mapping[str, Any] | None = None,
                          idempotency_key: str | None = None) -> models.JobAccepted:
         """Submit a script; see `VoiceReel.synthesize`."""
@@ -132,7 +133,7 @@ class AsyncVoiceReel(BaseClient):
 
     async def revise(self, job: JobRef, edits: Sequence[Mapping[str, Any]], *,
                      output: Mapping[str, Any] | None = None,
-                     captions: Sequence[str] | None = None,
+                     captions: Captions = None,
                      idempotency_key: str | None = None) -> models.RevisionAccepted:
         """Fix lines of a finished job; see `VoiceReel.revise`."""
         return await self._run(self._revise(job_id_of(job), edits, output, captions,

@@ -38,10 +38,13 @@ SIGNING_SECRET_ENV = "VOICEREEL_API_SIGNING_SECRET"
 RETRY_STATUSES = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "PUT"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+CAPTION_REPORT = "report"  # a job's caption quality report: read by URL, not downloaded
 # Failures where the request cannot have reached the server, so even a POST may be sent again.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 AudioInput = bytes | str | os.PathLike[str] | IO[bytes]
+# caption formats (["vtt", "srt"]), or the options: {"formats": [...], "style": "bbc", ...}
+Captions = Sequence[str] | Mapping[str, Any] | None
 
 
 @dataclass
@@ -175,7 +178,7 @@ class BaseClient:
 
     @staticmethod
     def _synthesize(script: Sequence[Mapping[str, Any]], format: str | None,
-                    sample_rate: int | None, captions: Sequence[str] | None,
+                    sample_rate: int | None, captions: Captions,
                     output: Mapping[str, Any] | None, idempotency_key: str | None
                     ) -> Call[models.JobAccepted]:
         body: dict[str, Any] = {"script": [dict(line) for line in script]}
@@ -187,7 +190,7 @@ class BaseClient:
         if out:
             body["output"] = out
         if captions is not None:
-            body["captions"] = list(captions)
+            body["captions"] = _captions(captions)
         return Call("POST", "/v1/synthesize", _parser(models.JobAccepted), json=body,
                     headers=_idempotency(idempotency_key))
 
@@ -197,13 +200,13 @@ class BaseClient:
 
     @staticmethod
     def _revise(job_id: str, edits: Sequence[Mapping[str, Any]],
-                output: Mapping[str, Any] | None, captions: Sequence[str] | None,
+                output: Mapping[str, Any] | None, captions: Captions,
                 idempotency_key: str | None) -> Call[models.RevisionAccepted]:
         body: dict[str, Any] = {"edits": [dict(edit) for edit in edits]}
         if output is not None:
             body["output"] = dict(output)
         if captions is not None:
-            body["captions"] = list(captions)
+            body["captions"] = _captions(captions)
         return Call("POST", f"/v1/jobs/{_segment(job_id)}/revisions",
                     _parser(models.RevisionAccepted), json=body,
                     headers=_idempotency(idempotency_key))
@@ -250,6 +253,10 @@ def job_id_of(job: str | models.Job | models.JobAccepted | models.RevisionAccept
 def retake_edit(line: int, seed: int | None) -> dict[str, Any]:
     """The edit that renders one line again (with `seed`: that take)."""
     return {"line": line, "retake": True, **({"seed": seed} if seed is not None else {})}
+
+
+def _captions(captions: Sequence[str] | Mapping[str, Any]) -> list[str] | dict[str, Any]:
+    return dict(captions) if isinstance(captions, Mapping) else list(captions)
 
 
 def _idempotency(key: str | None) -> dict[str, str]:
@@ -299,12 +306,18 @@ def plan_download(job: models.Job, directory: Path, captions: bool,
     targets = [("audio", "audio", result.audio.url,
                 directory / f"{job.id}-audio{audio_ext}")]
     if captions:
-        targets += [("captions", fmt, link.url, directory / f"{job.id}-captions.{fmt}")
-                    for fmt, link in result.captions.items()]
+        targets += [("captions", fmt, link.url, directory / caption_file_name(job.id, fmt))
+                    for fmt, link in result.captions.items() if fmt != CAPTION_REPORT]
     if stems:
         targets += [("stems", sid, link.url, directory / f"{job.id}-stem-{sid}{audio_ext}")
                     for sid, link in result.stems.items()]
     return DownloadPlan(job.id, targets)
+
+
+def caption_file_name(job_id: str, kind: str) -> str:
+    """`<job>-captions.vtt`, or for one speaker's track (`vtt:spk_1`) `<job>-captions-spk_1.vtt`."""
+    fmt, _, speaker = kind.partition(":")
+    return f"{job_id}-captions-{speaker}.{fmt}" if speaker else f"{job_id}-captions.{fmt}"
 
 
 def _extension(url: str, stem: str) -> str:

@@ -15,6 +15,7 @@ from voicereel.client._base import (
     AudioInput,
     BaseClient,
     Call,
+    Captions,
     DownloadPlan,
     job_id_of,
     plan_download,
@@ -123,7 +124,7 @@ class VoiceReel(BaseClient):
     # --- jobs ---------------------------------------------------------------------------
 
     def synthesize(self, script: Sequence[Mapping[str, Any]], *, format: str | None = None,
-                   sample_rate: int | None = None, captions: Sequence[str] | None = None,
+                   sample_rate: int | None = None, captions: Captions = None,
                    output: Mapping[str, Any] | None = None,
                    idempotency_key: str | None = None) -> models.JobAccepted:
         """Submit a script (`[{"speaker_id": ..., "text": ...}, ...]`); returns the queued job.
@@ -139,7 +140,7 @@ class VoiceReel(BaseClient):
 
     def revise(self, job: JobRef, edits: Sequence[Mapping[str, Any]], *,
                output: Mapping[str, Any] | None = None,
-               captions: Sequence[str] | None = None,
+               captions: Captions = None,
                idempotency_key: str | None = None) -> models.RevisionAccepted:
         """Fix lines of a finished job: only the lines the edits change render.
 

@@ -52,7 +52,8 @@ EXIT_JOB_FAILED = 4
 EXIT_CANNOT_CONNECT = 5
 
 AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg")
-CAPTION_FORMATS = ("vtt", "srt", "json")
+CAPTION_FORMATS = ("vtt", "srt", "json", "ttml", "ass", "txt")
+CAPTION_STYLES = ("netflix-en", "bbc", "youtube", "korean")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -344,13 +345,16 @@ def _print_job(job: Job) -> None:
 @click.option("--sample-rate", type=click.IntRange(8000, 48000),
               help="Sample rate in Hz (default: the script's, else 24000).")
 @click.option("--captions", callback=_captions,
-              help="Caption formats, comma-separated: vtt,srt,json (default: all).")
+              help="Caption formats, comma-separated, of vtt,srt,json,ttml,ass,txt "
+                   "(default: vtt,srt,json).")
+@click.option("--caption-style", type=click.Choice(CAPTION_STYLES),
+              help="Lay subtitles out by this style guide (default: netflix-en).")
 @click.option("--revise", "revise_job", metavar="JOB",
               help="Fix JOB instead: send only the lines SCRIPT changes against the job's "
                    "latest revision, and render only those.")
 @api_command
 def synthesize(cli: Cli, script: str, wait_: bool, out: Path | None, audio_format: str | None,
-               sample_rate: int | None, captions: list[str] | None,
+               sample_rate: int | None, captions: list[str] | None, caption_style: str | None,
                revise_job: str | None) -> None:
     """Render SCRIPT: the API's JSON or a screenplay ('Alice: Hello there.' per line).
 
@@ -362,9 +366,9 @@ def synthesize(cli: Cli, script: str, wait_: bool, out: Path | None, audio_forma
         text = handle.read()
     body = _request_body(cli, text, "" if script == "-" else script)
     if revise_job is not None:
-        if audio_format or sample_rate or captions is not None:
+        if audio_format or sample_rate or captions is not None or caption_style:
             raise click.UsageError("--revise keeps the job's output and captions; leave out "
-                                   "--format, --sample-rate and --captions")
+                                   "--format, --sample-rate, --captions and --caption-style")
         current = cli.client.revisions(revise_job)[-1].request["script"]
         edits = script_edits(current, body["script"])
         if not edits:
@@ -374,10 +378,13 @@ def synthesize(cli: Cli, script: str, wait_: bool, out: Path | None, audio_forma
             return
         _revise(cli, revise_job, edits, wait_, out)
         return
+    chosen: Any = captions if captions is not None else body.get("captions")
+    if caption_style is not None:
+        options = dict(chosen) if isinstance(chosen, dict) else (
+            {"formats": chosen} if chosen is not None else {})
+        chosen = {**options, "style": caption_style}
     job = cli.client.synthesize(body["script"], format=audio_format, sample_rate=sample_rate,
-                                captions=captions if captions is not None
-                                else body.get("captions"),
-                                output=body.get("output"))
+                                captions=chosen, output=body.get("output"))
     if not (wait_ or out):
         cli.emit(job, lambda: click.echo(f"{job.job_id}  {job.status}"))
         return

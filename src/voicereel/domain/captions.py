@@ -32,11 +32,10 @@ from voicereel.domain.caption_layout import (
 CaptionFormat = Literal["vtt", "srt", "json", "ttml", "ass", "txt"]
 CAPTION_FORMATS: tuple[CaptionFormat, ...] = ("vtt", "srt", "json", "ttml", "ass", "txt")
 DEFAULT_CAPTIONS: tuple[CaptionFormat, ...] = ("vtt", "srt", "json")
-REPORT = "report"  # the quality report, kept next to the captions as captions.report.json
+REPORT = "report"  # the quality report, kept next to the captions as captions-report.json
 CONTENT_TYPES = {"vtt": "text/vtt", "srt": "application/x-subrip", "json": "application/json",
                  "ttml": "application/ttml+xml", "ass": "text/x-ssa", "txt": "text/plain",
                  REPORT: "application/json"}
-EXTENSIONS = {REPORT: "report.json"}
 # Speaker colours (VTT ::cue, ASS styles), in turn order: legible on black video.
 COLOURS = ("#FFFFFF", "#FFFF00", "#00FFFF", "#00FF00", "#FF9EFF", "#FFB347")
 TTML_NS = {"tt": "http://www.w3.org/ns/ttml", "ttm": "http://www.w3.org/ns/ttml#metadata",

@@ -338,7 +338,7 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
                         captions_mod.render(caption_json, cap, options, laid, lang).encode(),
                         captions_mod.CONTENT_TYPES[cap]))
     report = captions_mod.report(laid, options, {i: round(s * 1000) for i, s in added.items()})
-    outputs.append((f"captions.{captions_mod.REPORT}", f"{folder}/captions.report.json",
+    outputs.append((f"captions.{captions_mod.REPORT}", f"{folder}/captions-report.json",
                     report.encode(), captions_mod.CONTENT_TYPES[captions_mod.REPORT]))
     if options.per_speaker:
         for speaker_id in dict.fromkeys(line.speaker_id for line in request.script):
