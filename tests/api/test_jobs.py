@@ -200,11 +200,16 @@ def test_caption_options_formats_report_fit_and_per_speaker_tracks(
     assert report["fit"] == "pauses" and report["over_limits"]["chars_per_line"] == 0
     caption = json.loads(get("json"))
     segments = caption["segments"]
-    # the pauses the fit added are the only silence between these lines (0 ms asked for)
-    for index, added in report["added_pause_ms"].items():
-        gap = segments[int(index) + 1]["start"] - segments[int(index)]["end"]
-        assert gap == pytest.approx(added / 1000, abs=1e-3)
-    assert report["added_pause_ms"], report  # a 1.6x line of long words needs more time
+    # the silence the fit added is the only silence between these lines (0 ms asked for),
+    # and every cue now reads within the limits
+    after_lines = {a["line"]: a["ms"] for a in report["added_silence"]
+                   if a["before_word"] is None}
+    assert after_lines, report  # a 1.6x line of long words needs more time
+    for index in range(len(segments) - 1):
+        gap = segments[index + 1]["start"] - segments[index]["end"]
+        assert gap == pytest.approx(after_lines.get(index, 0) / 1000, abs=1e-3)
+    assert report["over_limits"]["chars_per_second"] == 0, report["violations"]
+    assert report["over_limits"]["words_per_minute"] == 0, report["violations"]
     cues = webvtt.from_string(get("vtt")).captions
     assert len(cues) == report["cues"] and all(
         len(line) <= 30 for cue in cues for line in cue.text.splitlines())

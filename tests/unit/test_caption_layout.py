@@ -14,6 +14,7 @@ from voicereel.domain.caption_layout import (
     PROFILES,
     CaptionStyle,
     Layout,
+    apply_insertions,
     break_lines,
     columns,
     extra_pauses,
@@ -230,24 +231,25 @@ def test_short_cues_last_into_the_silence_after_them() -> None:
     assert chained[1].start - chained[0].end == pytest.approx(style.min_gap_seconds)
 
 
-def test_fit_pauses_lengthens_the_silence_until_every_turn_reads_in_time() -> None:
+def test_fit_pauses_lengthens_the_silence_until_every_cue_reads_in_time() -> None:
     style = PROFILES["bbc"]
     turns = [("A", "Absolutely, without any doubt whatsoever."), ("B", "Understood, then."),
-             ("A", "Extraordinary circumstances, unfortunately.")]
+             ("A", LONG)]
     data = caption_json(turns, 0.045, 0.05)
     before = quality_report(layout(data, style), style, "bbc")
     assert before["over_limits"]["chars_per_second"] > 0
     added = extra_pauses(data, style)
-    assert set(added) <= {0, 1} and all(seconds > 0 for seconds in added.values())
-    refit = caption_json(turns, 0.045, 0.05)
-    for segment in refit["segments"]:  # later turns move by the silence added before them
-        shift = sum(seconds for index, seconds in added.items() if index < segment["index"])
-        for word in segment["words"]:
-            word["start"] += shift
-            word["end"] += shift
+    assert {i.before_word is None for i in added} == {True, False}  # after turns and inside
+    assert all(i.seconds > 0 for i in added)
+    refit = apply_insertions(data, added)
+    assert refit["duration"] == pytest.approx(data["duration"] + sum(i.seconds for i in added))
+    # speech is never stretched: every word keeps its length
+    lengths = [round(w["end"] - w["start"], 6) for s in data["segments"] for w in s["words"]]
+    assert [round(w["end"] - w["start"], 6) for s in refit["segments"]
+            for w in s["words"]] == lengths
     after = quality_report(layout(refit, style), style, "bbc")
-    assert after["over_limits"]["chars_per_second"] == 0, after["violations"]
-    assert extra_pauses(refit, style) == {}
+    assert after["cues_within_limits"] == after["cues"], after["violations"]
+    assert extra_pauses(refit, style) == []
 
 
 def test_options_take_the_list_form_and_override_a_profile() -> None:

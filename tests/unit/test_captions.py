@@ -16,6 +16,7 @@ import webvtt
 from lxml import etree
 
 from tests.unit.test_caption_layout import LONG, caption_json
+from voicereel.domain.caption_layout import Insertion
 from voicereel.domain.captions import CaptionOptions, lay_out, render, report
 from voicereel.domain.timeline import Segment, TimedWord, Timeline
 
@@ -137,9 +138,11 @@ def test_the_transcript_is_one_name_and_line_per_turn() -> None:
 def test_the_report_is_json_with_the_added_pauses() -> None:
     data = _dialogue()
     options = CaptionOptions(fit="pauses")
-    measured = json.loads(report(lay_out(data, options), options, {1: 120}))
+    measured = json.loads(report(lay_out(data, options), options,
+                                 [Insertion(1, None, 0.12), Insertion(1, 4, 0.2)]))
     assert measured["style"] == "netflix-en" and measured["fit"] == "pauses"
-    assert measured["added_pause_ms"] == {"1": 120}
+    assert measured["added_silence"] == [{"line": 1, "before_word": None, "ms": 120},
+                                         {"line": 1, "before_word": 4, "ms": 200}]
     assert measured["cues"] == len(lay_out(data, options).cues)
 
 

@@ -13,6 +13,7 @@ script makes impossible (a word wider than a line) is reported, never fixed by b
 
 from __future__ import annotations
 
+import json
 import math
 import unicodedata
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Cue:
     speaker_ids: list[str]
     words: list[Word]
     segments: list[int]  # the caption JSON's segment index of each turn in the cue
+    first_word: int = 0  # index of its first word within its first segment
 
     @property
     def text(self) -> str:
@@ -192,7 +194,7 @@ def layout(captions: dict[str, Any], style: CaptionStyle) -> Layout:
                                    "reason": f"the word is wider than "
                                              f"{style.max_chars_per_line} columns"})
             cues.append(Cue(words[start].start, words[end - 1].end, lines, [seg["speaker"]],
-                            [seg["speaker_id"]], words[start:end], [seg["index"]]))
+                            [seg["speaker_id"]], words[start:end], [seg["index"]], start))
             start = end
     if style.dual_speaker:
         cues = _pair_short_turns(cues, style)
@@ -245,7 +247,8 @@ def _pair_short_turns(cues: list[Cue], style: CaptionStyle) -> list[Cue]:
             paired.append(Cue(cue.start, nxt.end, [DUAL_PREFIX + cue.lines[0],
                                                    DUAL_PREFIX + nxt.lines[0]],
                               cue.speakers + nxt.speakers, cue.speaker_ids + nxt.speaker_ids,
-                              cue.words + nxt.words, cue.segments + nxt.segments))
+                              cue.words + nxt.words, cue.segments + nxt.segments,
+                              cue.first_word))
             index += 2
             continue
         paired.append(cue)
@@ -265,30 +268,67 @@ def _time(cues: list[Cue], style: CaptionStyle) -> None:
     gap = style.min_gap_seconds
     for index, cue in enumerate(cues):
         limit = cues[index + 1].start - gap if index + 1 < len(cues) else math.inf
-        wanted = max(cue.end, cue.start + style.min_cue_seconds,
-                     cue.start + cue.reading_chars / style.max_chars_per_second)
-        wanted = min(wanted, cue.start + style.max_cue_seconds)
+        wanted = max(cue.end, _wanted_end(cue, style))
         cue.end = max(min(wanted, limit), min(cue.end, limit))
         cue.end = max(cue.end, cue.start + 1e-3)
 
 
-def extra_pauses(captions: dict[str, Any], style: CaptionStyle) -> dict[int, float]:
-    """Seconds of silence to add after each segment so that its last cue reads within the
-    limits (`"fit": "pauses"`): speech is never stretched, only the pause after it."""
+def _wanted_end(cue: Cue, style: CaptionStyle) -> float:
+    """When the cue would end to be read comfortably: its minimum duration, reading speed
+    and words per minute, within its longest allowed time."""
+    seconds = max(style.min_cue_seconds, cue.reading_chars / style.max_chars_per_second)
+    if style.max_words_per_minute is not None:
+        seconds = max(seconds, len(cue.words) * 60 / style.max_words_per_minute)
+    return cue.start + min(seconds, style.max_cue_seconds)
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """Silence `fit: pauses` adds: after segment `segment` (before_word None), or inside it,
+    in the gap before its word `before_word` (where a cue of a long turn ends)."""
+
+    segment: int
+    before_word: int | None
+    seconds: float
+
+
+def extra_pauses(captions: dict[str, Any], style: CaptionStyle) -> list[Insertion]:
+    """The silence to add so that every cue can stay up long enough to be read
+    (`"fit": "pauses"`): speech is never stretched, only the silence between words grows,
+    after a turn or where a cue ends inside one. Later cues move, the layout stays."""
     laid = layout(captions, style)
-    needs: dict[int, float] = {}
+    added: list[Insertion] = []
     gap = style.min_gap_seconds
     for index, cue in enumerate(laid.cues[:-1]):
         nxt = laid.cues[index + 1]
-        if nxt.segments[0] == cue.segments[-1]:
-            continue  # inside one turn: the next words follow at once, speech sets the pace
-        wanted = min(max(cue.start + style.min_cue_seconds,
-                         cue.start + cue.reading_chars / style.max_chars_per_second),
-                     cue.start + style.max_cue_seconds)
-        short = wanted + gap - nxt.start
-        if short > 1e-6:
-            needs[cue.segments[-1]] = needs.get(cue.segments[-1], 0.0) + short
-    return needs
+        short = _wanted_end(cue, style) + gap - nxt.start
+        if short <= 1e-6:
+            continue
+        if nxt.segments[0] == cue.segments[-1]:  # the next cue goes on with the same turn
+            added.append(Insertion(nxt.segments[0], nxt.first_word, short))
+        else:
+            added.append(Insertion(cue.segments[-1], None, short))
+    return added
+
+
+def apply_insertions(captions: dict[str, Any], added: list[Insertion]) -> dict[str, Any]:
+    """The caption JSON as it is once the silence is added: every later word moves."""
+    out = json.loads(json.dumps(captions))
+    for insertion in added:
+        for segment in out["segments"]:
+            if segment["index"] < insertion.segment:
+                continue
+            first = (len(segment["words"]) if insertion.before_word is None
+                     else insertion.before_word) if segment["index"] == insertion.segment else 0
+            for word in segment["words"][first:]:
+                word["start"] += insertion.seconds
+                word["end"] += insertion.seconds
+            if segment["index"] > insertion.segment:
+                segment["start"] += insertion.seconds
+            if segment["index"] > insertion.segment or insertion.before_word is not None:
+                segment["end"] += insertion.seconds
+    out["duration"] = captions["duration"] + sum(i.seconds for i in added)
+    return out
 
 
 def quality_report(laid: Layout, style: CaptionStyle, style_name: str) -> dict[str, Any]:

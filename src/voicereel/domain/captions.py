@@ -23,6 +23,7 @@ from voicereel.domain.caption_layout import (
     PROFILES,
     CaptionStyle,
     Cue,
+    Insertion,
     Layout,
     StyleName,
     layout,
@@ -272,11 +273,13 @@ def render(captions: dict[str, Any], fmt: str, options: CaptionOptions | None = 
     raise ValueError(f"unknown caption format {fmt}")
 
 
-def report(laid: Layout, options: CaptionOptions, added_pause_ms: dict[int, int]) -> str:
-    """The quality report as JSON, with the pauses `fit: pauses` added after lines."""
+def report(laid: Layout, options: CaptionOptions, added: list[Insertion]) -> str:
+    """The quality report as JSON, with the silence `fit: pauses` added."""
     measured = quality_report(laid, options.profile(), options.style)
     measured["fit"] = options.fit
-    measured["added_pause_ms"] = {str(line): ms for line, ms in sorted(added_pause_ms.items())}
+    measured["added_silence"] = [
+        {"line": i.segment, "before_word": i.before_word, "ms": round(i.seconds * 1000)}
+        for i in added]
     return json.dumps(measured, ensure_ascii=False, indent=2)
 
 

@@ -308,13 +308,20 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
                          settings.true_peak_dbtp)
     timeline = lay_timeline(plan, rendered, mixed.offsets, len(mixed.audio))
     options = request.captions
-    added: dict[int, float] = {}
+    added: list[caption_layout.Insertion] = []
     if options.fit == "pauses":
         # longer silences (never speech) where a cue needs more time to be read
         added = caption_layout.extra_pauses(timeline.to_json(), options.profile())
         if added:
-            for index, seconds in added.items():
-                pauses[index] += round(seconds * rate)
+            rendered = list(rendered)  # the stored units stay as they are
+            for insertion in sorted(added, key=lambda i: -1 if i.before_word is None
+                                    else -i.before_word - 2):
+                samples = round(insertion.seconds * rate)
+                if insertion.before_word is None:
+                    pauses[insertion.segment] += samples
+                else:
+                    rendered[insertion.segment] = with_silence(
+                        rendered[insertion.segment], insertion.before_word, samples)
             del mixed
             mixed = level_master([r.audio for r in rendered], pauses, rate, target,
                                  settings.true_peak_dbtp)
@@ -337,7 +344,7 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
         outputs.append((f"captions.{cap}", f"{folder}/captions.{cap}",
                         captions_mod.render(caption_json, cap, options, laid, lang).encode(),
                         captions_mod.CONTENT_TYPES[cap]))
-    report = captions_mod.report(laid, options, {i: round(s * 1000) for i, s in added.items()})
+    report = captions_mod.report(laid, options, added)
     outputs.append((f"captions.{captions_mod.REPORT}", f"{folder}/captions-report.json",
                     report.encode(), captions_mod.CONTENT_TYPES[captions_mod.REPORT]))
     if options.per_speaker:
@@ -373,6 +380,16 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
     observe_job_finished(seconds=(utcnow() - plan.created_at).total_seconds(),
                          audio_seconds=timeline.seconds(len(master)),
                          render_seconds=sum(r.render_seconds for r in rendered))
+
+
+def with_silence(line: RenderedLine, before_word: int, samples: int) -> RenderedLine:
+    """The line with `samples` of silence in the gap before its word `before_word`."""
+    previous, word = line.words[before_word - 1], line.words[before_word]
+    at = (previous.end + word.start) // 2 if previous.end <= word.start else word.start
+    audio = np.concatenate([line.audio[:at], np.zeros(samples, np.float32), line.audio[at:]])
+    words = line.words[:before_word] + [TimedWord(w.text, w.start + samples, w.end + samples)
+                                        for w in line.words[before_word:]]
+    return RenderedLine(audio, words, line.render_seconds, line.meta)
 
 
 def lay_timeline(plan: JobPlan, rendered: list[RenderedLine], offsets: list[int],
