@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import soundfile as sf
 
@@ -138,9 +139,13 @@ def test_fix_one_line_of_a_screenplay(live_server: LiveServer,
             client.create_speaker(name, reference_files[name])
     script = tmp_path / "dialogue.txt"
     script.write_text(SCREENPLAY)
-    first = _run(live_server, key, "synthesize", str(script), "--wait", "--json")
+    first = _run(live_server, key, "synthesize", str(script), "--wait", "--json",
+                 "--captions", "vtt,ttml,json", "--caption-style", "bbc")
     assert first.returncode == 0, first.stderr
-    job_id = json.loads(first.stdout)["job"]["id"]
+    job = json.loads(first.stdout)["job"]
+    job_id = job["id"]
+    assert set(job["result"]["captions"]) == {"vtt", "ttml", "json", "report"}
+    assert httpx.get(job["result"]["captions"]["report"]["url"]).json()["style"] == "bbc"
 
     unchanged = _run(live_server, key, "synthesize", str(script), "--revise", job_id)
     assert unchanged.returncode == 0 and "nothing to render" in unchanged.stderr
