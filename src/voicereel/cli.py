@@ -8,6 +8,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -133,6 +135,51 @@ def keys_create(tenant: str, require_signature: bool, rate_limit: int | None,
         click.echo(signing_secret)
     click.echo(f"API key for tenant {tenant!r} (shown once):")
     click.echo(key)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """The service's own errors as a message and exit code 1, not a traceback."""
+    from voicereel.errors import VoiceReelError
+
+    try:
+        yield
+    except VoiceReelError as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+@main.command()
+@click.option("--to", "location", required=True,
+              help="A folder, or s3://bucket/prefix (with the VOICEREEL_S3_* credentials).")
+def backup(location: str) -> None:
+    """Back up the database and every stored file, while the service runs."""
+    from voicereel import backup as backups
+
+    services = _services()
+    with _clear_errors():
+        manifest = backups.backup(services, backups.backup_storage(services, location),
+                                  progress=lambda line: click.echo(line, err=True))
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    click.echo(f"backed up {rows} rows and {len(manifest['files'])} files to {location}")
+    if manifest["missing_files"]:
+        click.echo(f"{len(manifest['missing_files'])} files were deleted while it ran",
+                   err=True)
+
+
+@main.command()
+@click.option("--from", "location", required=True,
+              help="The folder or s3://bucket/prefix a backup was written to.")
+@click.option("--force", is_flag=True, help="Erase a database that already holds data.")
+def restore(location: str, force: bool) -> None:
+    """Restore a backup into this (stopped) service; interrupted jobs are queued again."""
+    from voicereel import backup as backups
+
+    services = _services()
+    with _clear_errors():
+        result = backups.restore(services, backups.backup_storage(services, location),
+                                 force=force, progress=lambda line: click.echo(line, err=True))
+    click.echo(f"restored the backup of {result['created_at']}; "
+               f"{result['requeued_jobs']} interrupted jobs will run again")
 
 
 @main.command()

@@ -165,7 +165,7 @@ def test_job_files_live_in_s3_and_go_with_the_job(
         assert job["status"] == "succeeded", job
 
         links = [job["result"]["audio"], *job["result"]["captions"].values()]
-        assert len(links) == 3
+        assert len(links) == 4  # audio, vtt, json and the caption report
         for link in links:
             assert link["url"].startswith(s3_services.settings.s3_endpoint_url + "/")
             query = parse_qs(urlsplit(link["url"]).query)

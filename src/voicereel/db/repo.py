@@ -9,15 +9,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Float,
     Integer,
+    Table,
     and_,
     case,
     cast,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
     update,
 )
@@ -35,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from voicereel.db.tables import (
     ApiKey,
+    Base,
     IdempotencyRecord,
     Job,
     JobFile,
@@ -799,3 +803,60 @@ def record_unit(session: Session, job_id: str, revision: int, index: int, key: s
                 progress=cast(raised, Float) / units_total)
     )
     return True
+
+
+# --- backup and restore (voicereel/backup.py) -------------------------------------------------
+
+
+def backup_tables() -> list[Table]:
+    """Every table of the schema, parents before the rows that point at them."""
+    return list(Base.metadata.sorted_tables)
+
+
+def dump_rows(session: Session, table: Table) -> Iterator[dict[str, Any]]:
+    """The table's rows as plain values (datetimes as ISO 8601 text), in key order."""
+    for row in session.execute(select(table).order_by(*table.primary_key.columns)).mappings():
+        yield {name: value.isoformat() if isinstance(value, datetime) else value
+               for name, value in row.items()}
+
+
+def schema_revision(session: Session) -> str:
+    return str(session.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
+
+
+def holds_data(session: Session) -> bool:
+    return bool(session.scalar(select(func.count()).select_from(Tenant)))
+
+
+def erase_everything(session: Session) -> None:
+    """Delete every row of every table (restore --force), children first."""
+    for table in reversed(backup_tables()):
+        session.execute(delete(table))
+
+
+def load_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert dumped rows as they were (ids included)."""
+    timestamps = {c.name for c in table.columns if isinstance(c.type, (UTCDateTime, DateTime))}
+    for row in rows:
+        for name in timestamps & row.keys():
+            if row[name] is not None:
+                row[name] = datetime.fromisoformat(row[name])
+    if rows:
+        session.execute(table.insert(), rows)
+
+
+def after_restore(session: Session) -> int:
+    """Make restored rows usable: id sequences past the restored ids (PostgreSQL), and jobs
+    that were rendering when the backup was taken queued again (their units kept), so that the
+    sweep runs them. Returns how many jobs were queued again."""
+    if session.get_bind().dialect.name == "postgresql":
+        for table in backup_tables():
+            for column in table.primary_key.columns:
+                if column.autoincrement is True and isinstance(column.type, Integer):
+                    session.execute(text(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'),"
+                        f" COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"))
+    result = session.execute(
+        update(Job).where(Job.status == "running", Job.deleted_at.is_(None))  # not direct renders
+        .values(status="queued", lease_owner=None, lease_expires_at=None, retry_at=None))
+    return int(result.rowcount)  # type: ignore[attr-defined]

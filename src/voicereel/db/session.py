@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,32 @@ class Database:
         """A session that commits on success and rolls back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A session that reads the database as it was at one instant, while writers go on
+        (PostgreSQL: a repeatable-read transaction; SQLite: a copy by its online backup)."""
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                with Session(bind=conn) as session, session.begin():
+                    yield session
+            return
+        with tempfile.TemporaryDirectory(prefix="voicereel-snapshot-") as folder:
+            copy = Path(folder) / "snapshot.db"
+            raw = self.engine.raw_connection()
+            try:
+                target = sqlite3.connect(copy)
+                raw.driver_connection.backup(target)  # type: ignore[union-attr]
+                target.close()
+            finally:
+                raw.close()
+            frozen = Database(f"sqlite:///{copy}")
+            try:
+                with frozen.session() as session:
+                    yield session
+            finally:
+                frozen.dispose()
 
     def ping(self) -> bool:
         try:

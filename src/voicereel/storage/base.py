@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from fastapi import FastAPI
@@ -13,6 +13,15 @@ from voicereel.errors import BadRequest
 # Keys are built by the service only (tenant, resource id, fixed file names), never from a
 # client's file name; this pattern is checked again wherever a key comes back in.
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*(\.[a-z0-9]+)?$")
+
+
+def content_type_for(key: str) -> str:
+    """The content type a stored file of this name is served with."""
+    from voicereel.audio.encode import CONTENT_TYPES as AUDIO
+    from voicereel.domain.captions import CONTENT_TYPES as CAPTIONS
+
+    suffix = key.rsplit("/", 1)[-1].rsplit(".", 1)[-1] if "." in key else ""
+    return {**AUDIO, **CAPTIONS}.get(suffix, "application/octet-stream")
 
 
 def check_key(key: str) -> str:
@@ -31,6 +40,10 @@ class Storage(Protocol):
     def get(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every stored key that starts with `prefix`, in no particular order."""
+        ...
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object whose key starts with `prefix/`, and the object `prefix` itself

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 
 from voicereel.auth.urls import FILES_PATH, sign_url, verify_url
 from voicereel.errors import NotFound
-from voicereel.storage.base import check_key
+from voicereel.storage.base import check_key, content_type_for
 
 
 class LocalStorage:
@@ -57,6 +57,12 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and not path.name.startswith(".tmp-") and key.startswith(prefix):
+                yield key
 
     def delete_prefix(self, prefix: str) -> None:
         folder = self.path(prefix.rstrip("/"))
@@ -105,11 +111,4 @@ def download(request: Request, key: str, expires: Annotated[str, Query(max_lengt
     path = downloads.store.path(key)  # the key was signed by us; path() checks it once more
     if not path.is_file() or not downloads.is_live(key):
         raise NotFound("the file has been deleted")
-    return FileResponse(path, media_type=_media_type(path.suffix), filename=name or path.name)
-
-
-def _media_type(suffix: str) -> str:
-    from voicereel.audio.encode import CONTENT_TYPES as AUDIO
-    from voicereel.domain.captions import CONTENT_TYPES as CAPTIONS
-
-    return {**AUDIO, **CAPTIONS}.get(suffix.lstrip("."), "application/octet-stream")
+    return FileResponse(path, media_type=content_type_for(key), filename=name or path.name)

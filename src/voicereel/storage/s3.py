@@ -130,6 +130,15 @@ class S3Storage:
             raise _unavailable("check a file", exc) from exc
         return True
 
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        own = f"{self.prefix}/" if self.prefix else ""
+        paginator = self._client.get_paginator("list_objects_v2")
+        with _unavailable_on_error("list files"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=own + prefix,
+                                           PaginationConfig={"PageSize": self.page_size}):
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])[len(own):]
+
     def delete_prefix(self, prefix: str) -> None:
         """Remove the object `prefix` and every object under `prefix/`, a page of listing at
         a time."""
