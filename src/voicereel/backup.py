@@ -21,12 +21,12 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from voicereel.db import repo
 from voicereel.errors import Conflict, NotFound, ValidationFailed
 from voicereel.services import Services
+from voicereel.storage import storage_at
 from voicereel.storage.base import Storage, content_type_for
 
 log = logging.getLogger(__name__)
@@ -37,17 +37,7 @@ MANIFEST = "manifest.json"
 
 def backup_storage(services: Services, location: str) -> Storage:
     """The folder or bucket (`s3://bucket/prefix`) a backup is written to or read from."""
-    if location.startswith("s3://"):
-        from voicereel.storage.s3 import S3Storage
-
-        bucket, _, prefix = location.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise ValidationFailed("an S3 backup location looks like s3://bucket/prefix")
-        return S3Storage(services.settings.model_copy(update={"s3_bucket": bucket,
-                                                              "s3_prefix": prefix}))
-    from voicereel.storage.local import LocalStorage
-
-    return LocalStorage(Path(location), services.signing_secret)
+    return storage_at(services.settings, services.signing_secret, location)
 
 
 def _sha256(data: bytes) -> str:

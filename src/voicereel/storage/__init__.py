@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from voicereel.errors import ValidationFailed
 from voicereel.settings import Settings
 from voicereel.storage.base import Storage
 
@@ -14,6 +17,21 @@ def make_storage(settings: Settings, signing_secret: bytes) -> Storage:
     from voicereel.storage.local import LocalStorage
 
     return LocalStorage(settings.data_dir / "files", signing_secret)
+
+
+def storage_at(settings: Settings, signing_secret: bytes, location: str) -> Storage:
+    """A store at another place than the service's own: a folder, or `s3://bucket/prefix`
+    (with the service's S3 endpoint and credentials); backups are written there."""
+    if location.startswith("s3://"):
+        from voicereel.storage.s3 import S3Storage
+
+        bucket, _, prefix = location.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ValidationFailed("an S3 location looks like s3://bucket/prefix")
+        return S3Storage(settings.model_copy(update={"s3_bucket": bucket, "s3_prefix": prefix}))
+    from voicereel.storage.local import LocalStorage
+
+    return LocalStorage(Path(location), signing_secret)
 
 
 def job_prefix(tenant_id: str, job_id: str) -> str:
