@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from voicereel.domain import textnorm_ko
 from voicereel.errors import SynthesisFailed
 
 
@@ -232,8 +233,13 @@ _URL_SEPARATORS = {".": ["dot"], "/": ["slash"], "@": ["at"], ":": ["colon"],
                    "=": ["equals"], "&": ["and"]}
 
 
+def _language(lang: str) -> str:
+    """The primary subtag of a language tag: ko-KR -> ko."""
+    return re.split(r"[-_]", (lang or "").strip(), maxsplit=1)[0].lower()
+
+
 def _is_english(lang: str) -> bool:
-    return re.split(r"[-_]", (lang or "").strip(), maxsplit=1)[0].lower() == "en"
+    return _language(lang) == "en"
 
 
 def _split_punct(token: str) -> tuple[str, str, str]:
@@ -568,8 +574,11 @@ class _Line:
 
 def normalize(text: str, lang: str = "en") -> Normalized:
     """Turn one line into speakable words, mapping every original whitespace token to the run of
-    spoken tokens it became. Languages other than English pass through unchanged."""
+    spoken tokens it became. English and Korean (`textnorm_ko`) are normalised; other
+    languages pass through unchanged."""
     original = text.split()
+    if _language(lang) == "ko":
+        return _mapped(original, textnorm_ko.normalize_words(original))
     if not _is_english(lang):
         identity = [(k, k + 1) for k in range(len(original))]
         return Normalized(list(original), list(original), identity)
@@ -586,6 +595,15 @@ def normalize(text: str, lang: str = "en") -> Normalized:
         else:
             _lend_pause(spoken, original[i])
         word_map.append((start, len(spoken)))
+    return Normalized(original, spoken, word_map)
+
+
+def _mapped(original: list[str], spoken_per_word: list[list[str]]) -> Normalized:
+    spoken: list[str] = []
+    word_map: list[tuple[int, int]] = []
+    for words in spoken_per_word:
+        word_map.append((len(spoken), len(spoken) + len(words)))
+        spoken += words
     return Normalized(original, spoken, word_map)
 
 
