@@ -137,7 +137,7 @@ def test_whole_job_over_http(server: Server, reference_wavs: dict[str, bytes],
     assert audio.status_code == 200
     captions = {fmt: httpx.get(link["url"]) for fmt, link in result["captions"].items()}
     assert {fmt: c.status_code for fmt, c in captions.items()} == {
-        "vtt": 200, "srt": 200, "json": 200}
+        "vtt": 200, "srt": 200, "json": 200, "report": 200}
 
     data, rate = sf.read(io.BytesIO(audio.content), dtype="float32")
     assert rate == 24000
@@ -157,8 +157,9 @@ def test_whole_job_over_http(server: Server, reference_wavs: dict[str, bytes],
     gap = data[round(segments[1]["end"] * rate) + 50:round(segments[2]["start"] * rate) - 50]
     assert len(gap) >= 0.45 * rate and np.abs(gap).max() < 1e-3
     vtt = captions["vtt"].text
-    assert vtt.startswith("WEBVTT") and "<v Alice>Good morning" in vtt
-    assert "Bob: Thank you." in captions["srt"].text
+    # two quick turns share a cue, a line each (netflix-en)
+    assert vtt.startswith("WEBVTT") and "<v Alice>- Good morning" in vtt
+    assert "\n- Bob: Thank you." in captions["srt"].text
 
     # Another tenant sees none of it.
     assert b.get(f"/v1/speakers/{ids['Alice']}").status_code == 404
@@ -180,7 +181,8 @@ def test_whole_job_over_http(server: Server, reference_wavs: dict[str, bytes],
     fresh = a.get(f"/v1/jobs/{job_id}").json()["result"]["audio"]["url"]
     job_dir = next(server.data_dir.glob(f"files/*/jobs/{job_id}"))
     assert sorted(p.name for p in job_dir.iterdir()) == [
-        "audio.wav", "captions.json", "captions.srt", "captions.vtt", "units"]
+        "audio.wav", "captions-report.json", "captions.json", "captions.srt", "captions.vtt",
+        "units"]
     assert a.delete(f"/v1/jobs/{job_id}").status_code == 204
     assert not job_dir.exists()
     assert httpx.get(fresh).status_code == 404

@@ -89,3 +89,7 @@ def test_a_units_seed_renders_its_line_again_sample_for_sample(
                 other = pipeline.render_line(services, plan, index, seed=seed + 1)
                 assert (len(other.audio) != len(stored.audio)
                         or not np.allclose(other.audio, stored.audio))
+            # a caption word whose spoken form differs carries it, through the stored unit
+            said = {w.text: w.spoken for w in units.unpack_unit(
+                services.storage.get(keys[1])).words}
+            assert said["3"] == "three" and said["pm."] == "p m." and said["second"] is None

@@ -99,6 +99,7 @@ def test_srt_library_reads_our_srt() -> None:
     assert all(s.end > s.start for s in subtitles)
     words = " ".join(s.content.replace("Speaker A: ", "").replace("Speaker B: ", "")
                      .replace("- ", "") for s in subtitles).split()
+    assert "- Speaker A: Yes & no.\n- Speaker B: Then go." in [s.content for s in subtitles]
     assert words == [w["text"] for seg in data["segments"] for w in seg["words"]]
 
 

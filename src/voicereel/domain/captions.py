@@ -159,6 +159,9 @@ def render_srt(captions: dict[str, Any], cues: list[Cue], options: CaptionOption
         lines = list(cue.lines)
         if options.speaker_prefix and len(cue.speakers) == 1:
             lines[0] = f"{_name(cue.speakers[0])}: {lines[0]}"
+        elif options.speaker_prefix:  # "- Name: text", one turn per line
+            lines = [f"{DUAL_PREFIX}{_name(name)}: {line.removeprefix(DUAL_PREFIX)}"
+                     for name, line in zip(cue.speakers, lines, strict=True)]
         subtitles.append(srt.Subtitle(number, timedelta(seconds=cue.start),
                                       timedelta(seconds=cue.end), "\n".join(lines)))
     return str(srt.compose(subtitles, reindex=False))

@@ -41,6 +41,14 @@ class Normalized:
         """The text to send to the engine."""
         return " ".join(self.spoken_words)
 
+    def spoken_forms(self) -> list[str | None]:
+        """For each original word, what it was spoken as where that differs from it."""
+        forms: list[str | None] = []
+        for word, (start, end) in zip(self.original_words, self.word_map, strict=True):
+            said = " ".join(self.spoken_words[start:end])
+            forms.append(None if said == word else said)
+        return forms
+
 
 # --- numbers -------------------------------------------------------------------------------
 

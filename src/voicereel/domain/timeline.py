@@ -11,6 +11,10 @@ class TimedWord:
     text: str
     start: int
     end: int
+    spoken: str | None = None  # what the engine was given for it, where that differs
+
+    def moved(self, by: int) -> TimedWord:
+        return TimedWord(self.text, self.start + by, self.end + by, self.spoken)
 
 
 @dataclass
@@ -54,7 +58,8 @@ class Timeline:
                     "end": self.seconds(seg.end),
                     "words": [
                         {"text": w.text, "start": self.seconds(w.start),
-                         "end": self.seconds(w.end)}
+                         "end": self.seconds(w.end),
+                         **({"spoken": w.spoken} if w.spoken is not None else {})}
                         for w in seg.words
                     ],
                 }

@@ -280,8 +280,9 @@ def render_line(services: Services, plan: JobPlan, index: int,
             ratio = len(clip) / max(1, len(out.audio))
             spans = project_spans(norm, [(w.start, w.end) for w in out.words])
             words += [TimedWord(word, offset + min(len(clip), round(start * ratio)),
-                                offset + min(len(clip), round(end * ratio)))
-                      for word, (start, end) in zip(norm.original_words, spans, strict=True)]
+                                offset + min(len(clip), round(end * ratio)), said)
+                      for word, (start, end), said in zip(norm.original_words, spans,
+                                                          norm.spoken_forms(), strict=True)]
         pause = round(rate * piece.pause_after_ms / 1000)
         plan.budget.spend((len(clip) + pause) / rate)
         clips.append(clip)
@@ -388,8 +389,7 @@ def with_silence(line: RenderedLine, before_word: int, samples: int) -> Rendered
     previous, word = line.words[before_word - 1], line.words[before_word]
     at = (previous.end + word.start) // 2 if previous.end <= word.start else word.start
     audio = np.concatenate([line.audio[:at], np.zeros(samples, np.float32), line.audio[at:]])
-    words = line.words[:before_word] + [TimedWord(w.text, w.start + samples, w.end + samples)
-                                        for w in line.words[before_word:]]
+    words = line.words[:before_word] + [w.moved(samples) for w in line.words[before_word:]]
     return RenderedLine(audio, words, line.render_seconds, line.meta)
 
 
@@ -405,7 +405,7 @@ def lay_timeline(plan: JobPlan, rendered: list[RenderedLine], offsets: list[int]
             index=index, speaker_id=speaker.id, speaker=speaker.name,
             text=" ".join(strip_markup(line.text).split()),
             start=offset, end=offset + len(piece.audio),
-            words=[TimedWord(w.text, offset + w.start, offset + w.end) for w in piece.words]))
+            words=[w.moved(offset) for w in piece.words]))
     return timeline
 
 

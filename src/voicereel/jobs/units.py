@@ -7,6 +7,8 @@ assembly (and a later revision) never needs the engine for a line it already has
       format_version  int      UNIT_FORMAT_VERSION (1)
       audio           float32  the line at the job's output rate, inline pauses included
       words, starts, ends      one caption word each, sample offsets within the line
+      spoken   str             per word, what it was spoken as ("" where it is its own text;
+                               absent in units made before it was recorded)
       render_seconds  float64  engine and DSP time spent on the line
       meta            str      JSON: engine, profile_version, seed, spoken (the normalised
                                text the engine was given, per piece between pauses), text
@@ -64,6 +66,7 @@ def pack_unit(line: RenderedLine) -> bytes:
              words=np.array([w.text for w in line.words], dtype=str),
              starts=np.array([w.start for w in line.words], dtype=np.int64),
              ends=np.array([w.end for w in line.words], dtype=np.int64),
+             spoken=np.array([w.spoken or "" for w in line.words], dtype=str),
              render_seconds=np.float64(line.render_seconds),
              meta=np.array(json.dumps(line.meta, sort_keys=True)))
     return buffer.getvalue()
@@ -74,9 +77,11 @@ def unpack_unit(data: bytes) -> RenderedLine:
         with np.load(io.BytesIO(data), allow_pickle=False) as unit:
             if int(unit["format_version"]) != UNIT_FORMAT_VERSION:
                 raise UnitUnreadable(f"unit format {int(unit['format_version'])}")
-            words = [TimedWord(str(text), int(start), int(end))
-                     for text, start, end in zip(unit["words"], unit["starts"], unit["ends"],
-                                                 strict=True)]
+            said = ([str(s) or None for s in unit["spoken"]] if "spoken" in unit.files
+                    else [None] * len(unit["words"]))
+            words = [TimedWord(str(text), int(start), int(end), spoken)
+                     for text, start, end, spoken in zip(unit["words"], unit["starts"],
+                                                         unit["ends"], said, strict=True)]
             return RenderedLine(unit["audio"].astype(np.float32), words,
                                 float(unit["render_seconds"]), json.loads(str(unit["meta"])))
     except (KeyError, ValueError, OSError) as exc:
