@@ -11,6 +11,7 @@ import tempfile
 
 import click
 
+from voicereel.auth.roles import ROLE_NAMES
 from voicereel.services import Services, build_services
 from voicereel.settings import Settings, get_settings
 
@@ -111,6 +112,9 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--tenant", required=True, help="Tenant name; created if new.")
+@click.option("--role", type=click.Choice(ROLE_NAMES), default="owner", show_default=True,
+              help="What the key may do (docs/security.md, 'Roles and scopes').")
+@click.option("--name", default="", help="A label shown in key listings.")
 @click.option("--require-signature", is_flag=True,
               help="Requests with this key must be HMAC-signed (docs/security.md); "
                    "prints the signing secret once.")
@@ -118,8 +122,8 @@ def keys() -> None:
               help="Requests per minute for this key (0: unlimited); default: the setting.")
 @click.option("--max-concurrent-jobs", type=click.IntRange(min=0), default=None,
               help="Unfinished jobs allowed at once (0: unlimited); default: the setting.")
-def keys_create(tenant: str, require_signature: bool, rate_limit: int | None,
-                max_concurrent_jobs: int | None) -> None:
+def keys_create(tenant: str, role: str, name: str, require_signature: bool,
+                rate_limit: int | None, max_concurrent_jobs: int | None) -> None:
     """Create an API key; the key is the last line of the output."""
     from voicereel import operations
 
@@ -127,11 +131,12 @@ def keys_create(tenant: str, require_signature: bool, rate_limit: int | None,
     services.db.migrate()
     key, signing_secret = operations.create_key_with_options(
         services, tenant, require_signature=require_signature,
-        rate_limit_per_minute=rate_limit, max_concurrent_jobs=max_concurrent_jobs)
+        rate_limit_per_minute=rate_limit, max_concurrent_jobs=max_concurrent_jobs, role=role,
+        name=name)
     if signing_secret:
         click.echo("Signing secret (shown once; sign every request, see docs/security.md):")
         click.echo(signing_secret)
-    click.echo(f"API key for tenant {tenant!r} (shown once):")
+    click.echo(f"API key ({role}) for tenant {tenant!r} (shown once):")
     click.echo(key)
 
 

@@ -70,6 +70,12 @@ class ApiKey(Base):
     signing_secret: Mapped[str | None] = mapped_column(String(300), default=None)
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
     max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
+    role: Mapped[str] = mapped_column(String(20), default="owner", server_default="owner")
+    name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)  # to the minute
+    # The key that replaced this one by rotation; this one then expires after the grace period
+    replaced_by: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class Speaker(Base):
