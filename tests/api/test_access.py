@@ -67,6 +67,7 @@ RECIPES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("get", "/v1/webhook-secret"): lambda w: {},
     ("post", "/v1/keys"): lambda w: {"json": {"role": "viewer", "name": "made by the table"}},
     ("get", "/v1/keys"): lambda w: {},
+    ("get", "/v1/audit"): lambda w: {"params": {"action": "key.create"}},
     ("delete", "/v1/keys/{key_id}"): lambda w: {"path": {"key_id": w.key()}},
     ("post", "/v1/keys/{key_id}/rotate"): lambda w: {"path": {"key_id": w.key()}},
 }

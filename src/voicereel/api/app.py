@@ -11,7 +11,9 @@ from fastapi import FastAPI
 
 from voicereel import __version__, observability, operations, webhooks
 from voicereel.api import deps, problems
+from voicereel.api.audit import AuditLog
 from voicereel.api.body_guard import BodyGuard
+from voicereel.api.routes import audit as audit_routes
 from voicereel.api.routes import health, jobs, keys, metrics, speakers
 from voicereel.api.routes import openai_compat as openai_routes
 from voicereel.api.routes import usage as usage_routes
@@ -61,6 +63,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(BodyGuard, identify=functools.partial(deps.identify, services, key_uses),
                        max_upload_bytes=settings.max_upload_bytes,
                        max_json_body_bytes=settings.max_json_body_bytes)
+    # Outside the guard: it logs what the guard refused of a known key, too.
+    app.add_middleware(AuditLog, services=services)
 
     for module in (speakers, jobs, health, metrics):
         app.include_router(module.router)
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(trust_module.router)
     app.include_router(openai_routes.router)
     app.include_router(keys.router)
+    app.include_router(audit_routes.router)
     observability.install(app, services, runner)  # last: its middleware wraps all the others
     return app
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from voicereel import audit
 from voicereel.auth.roles import Role
-from voicereel.db.tables import ApiKey, Speaker
+from voicereel.db.tables import ApiKey, AuditEvent, Speaker
 from voicereel.domain.jobs import JobStatus
 from voicereel.jobs.views import (
     FileLink,
@@ -82,6 +83,35 @@ def key_out(key: ApiKey) -> dict[str, Any]:
             "replaced_by": key.replaced_by, "require_signature": key.require_signature,
             "rate_limit_per_minute": key.rate_limit_per_minute,
             "max_concurrent_jobs": key.max_concurrent_jobs}
+
+
+class AuditEventOut(BaseModel):
+    """One state-changing request: who, what, on which resource, and how it ended."""
+
+    id: int
+    at: datetime
+    key_id: str
+    key_prefix: str
+    role: str
+    action: str  # e.g. job.submit, key.revoke
+    resource_id: str | None
+    request_id: str | None  # the answer's X-Request-ID
+    client_ip: str | None
+    status: int
+    outcome: Literal["succeeded", "refused", "failed"]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+def audit_out(event: AuditEvent) -> dict[str, Any]:
+    return {"id": event.id, "at": event.at, "key_id": event.key_id,
+            "key_prefix": event.key_prefix, "role": event.role, "action": event.action,
+            "resource_id": event.resource_id, "request_id": event.request_id,
+            "client_ip": event.client_ip, "status": event.status,
+            "outcome": audit.outcome(event.status)}
 
 
 class JobAccepted(BaseModel):

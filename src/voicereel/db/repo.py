@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from voicereel.db.tables import (
     ApiKey,
+    AuditEvent,
     IdempotencyRecord,
     Job,
     JobFile,
@@ -871,3 +872,35 @@ def record_unit(session: Session, job_id: str, revision: int, index: int, key: s
                 progress=cast(raised, Float) / units_total)
     )
     return True
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+def add_audit_event(session: Session, event: AuditEvent) -> None:
+    session.add(event)
+    session.flush()
+
+
+def list_audit_events(session: Session, tenant_id: str, limit: int, cursor: str | None,
+                      action: str | None, since: datetime | None) -> Page:
+    """The tenant's audit rows, newest first (by id: the order they were written)."""
+    query = select(AuditEvent).where(AuditEvent.tenant_id == tenant_id)
+    if cursor:
+        _, last_id = _decode_cursor(cursor)
+        if not last_id.isdigit():
+            raise BadRequest("cursor is not valid; use next_cursor from the previous page")
+        query = query.where(AuditEvent.id < int(last_id))
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    rows = list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, _encode_cursor(rows[-1].at, str(rows[-1].id)) if more else None)
+
+
+def delete_audit_events_before(session: Session, cutoff: datetime) -> int:
+    result = session.execute(delete(AuditEvent).where(AuditEvent.at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -254,3 +254,22 @@ class StoragePurge(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """One state-changing request of a tenant's key (voicereel/audit.py); never updated."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_tenant_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    key_id: Mapped[str] = mapped_column(String(40))
+    key_prefix: Mapped[str] = mapped_column(String(20))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(60))
+    resource_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    client_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[int] = mapped_column(Integer)  # the answer's HTTP status
