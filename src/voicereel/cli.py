@@ -105,13 +105,31 @@ def _multiprocess_metrics_dir() -> str:
     return directory
 
 
-@main.group()
+class _KeysGroup(click.Group):
+    """`keys create --tenant` makes a key in the database (the operator's command); without
+    `--tenant` it is the customer's `keys create`, through the API with an owner key, like
+    `keys list|revoke|rotate`."""
+
+    api_create: click.Command | None = None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        if (args and args[0] == "create" and self.api_create is not None
+                and not any(a == "--tenant" or a.startswith("--tenant=") for a in args[1:])):
+            return "create", self.api_create, args[1:]
+        return super().resolve_command(ctx, args)
+
+
+@main.group(cls=_KeysGroup)
 def keys() -> None:
-    """Manage API keys."""
+    """Manage API keys: `create --tenant` in the database (operator); `list`, `create --role`,
+    `revoke`, `rotate` through the API with an owner key."""
 
 
 @keys.command("create")
-@click.option("--tenant", required=True, help="Tenant name; created if new.")
+@click.option("--tenant", required=True,
+              help="Tenant name; created if new. Without it, the key is made through the API "
+                   "(--role, --api-key of an owner; see that command's --help).")
 @click.option("--role", type=click.Choice(ROLE_NAMES), default="owner", show_default=True,
               help="What the key may do (docs/security.md, 'Roles and scopes').")
 @click.option("--name", default="", help="A label shown in key listings.")
@@ -158,6 +176,14 @@ def _add_client_commands() -> None:
     from voicereel.client.cli import COMMANDS
 
     for command in COMMANDS:
+        if command.name == "keys" and isinstance(command, click.Group):
+            # One `keys` group: the operator's create (--tenant) beside the API's commands.
+            for name, sub in command.commands.items():
+                if name == "create" and isinstance(keys, _KeysGroup):
+                    keys.api_create = sub
+                else:
+                    keys.add_command(sub)
+            continue
         main.add_command(command)
 
 
