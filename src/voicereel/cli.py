@@ -48,11 +48,19 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve https (TLS 1.3 only) with this PEM certificate (chain).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The certificate's PEM private key.")
+@click.option("--tls-self-signed", is_flag=True,
+              help="Serve https with a self-signed certificate made in the data dir "
+                   "(development; clients must trust its file).")
+def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None,
+          tls_self_signed: bool) -> None:
     """Run the API with its inline workers (migrations are applied first)."""
     import uvicorn
 
-    from voicereel import operations
+    from voicereel import operations, tls
     from voicereel.api.app import create_app
     from voicereel.db import repo
     from voicereel.observability import configure_logging
@@ -66,12 +74,23 @@ def serve(host: str, port: int) -> None:
     if first_start and settings.env == "development":
         key = operations.create_key(services, "default")
         click.echo(f"First start: created tenant 'default' with development key:\n{key}")
-    click.echo(f"VoiceReel listening on http://{host}:{port} (docs at /docs)", err=False)
+    if tls_self_signed and (tls_cert or tls_key):
+        raise click.UsageError("--tls-self-signed makes its own certificate: drop --tls-cert/key")
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_self_signed:
+        cert_path, key_path = tls.self_signed(settings.data_dir / "tls", host)
+        tls_cert, tls_key = str(cert_path), str(key_path)
+        click.echo(f"Self-signed certificate (trust it in clients): {cert_path}")
+    scheme = "https" if tls_cert else "http"
+    click.echo(f"VoiceReel listening on {scheme}://{host}:{port} (docs at /docs)", err=False)
     sys.stdout.flush()
     # Uvicorn's records go through our handler (text or JSON); the app logs each request itself,
     # with its request id, so uvicorn's own access lines would say everything twice.
     uvicorn.run(create_app(settings, services), host=host, port=port, log_config=None,
-                access_log=False)
+                access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                ssl_context_factory=(lambda _config, default: tls.tls13_only(default()))
+                if tls_cert else None)
 
 
 @main.command()

@@ -13,6 +13,7 @@ from voicereel import __version__, observability, operations, webhooks
 from voicereel.api import deps, problems
 from voicereel.api.audit import AuditLog
 from voicereel.api.body_guard import BodyGuard
+from voicereel.api.hsts import StrictTransport
 from voicereel.api.routes import audit as audit_routes
 from voicereel.api.routes import health, jobs, keys, metrics, speakers
 from voicereel.api.routes import openai_compat as openai_routes
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                        max_json_body_bytes=settings.max_json_body_bytes)
     # Outside the guard: it logs what the guard refused of a known key, too.
     app.add_middleware(AuditLog, services=services)
+    app.add_middleware(StrictTransport, max_age_seconds=settings.hsts_max_age_seconds)
 
     for module in (speakers, jobs, health, metrics):
         app.include_router(module.router)
