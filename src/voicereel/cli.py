@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import click
 
+from voicereel.auth.roles import ROLE_NAMES
 from voicereel.services import Services, build_services
 from voicereel.settings import Settings, get_settings
 
@@ -49,11 +50,19 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve https (TLS 1.3 only) with this PEM certificate (chain).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The certificate's PEM private key.")
+@click.option("--tls-self-signed", is_flag=True,
+              help="Serve https with a self-signed certificate made in the data dir "
+                   "(development; clients must trust its file).")
+def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None,
+          tls_self_signed: bool) -> None:
     """Run the API with its inline workers (migrations are applied first)."""
     import uvicorn
 
-    from voicereel import operations
+    from voicereel import operations, tls
     from voicereel.api.app import create_app
     from voicereel.db import repo
     from voicereel.observability import configure_logging
@@ -67,12 +76,23 @@ def serve(host: str, port: int) -> None:
     if first_start and settings.env == "development":
         key = operations.create_key(services, "default")
         click.echo(f"First start: created tenant 'default' with development key:\n{key}")
-    click.echo(f"VoiceReel listening on http://{host}:{port} (docs at /docs)", err=False)
+    if tls_self_signed and (tls_cert or tls_key):
+        raise click.UsageError("--tls-self-signed makes its own certificate: drop --tls-cert/key")
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_self_signed:
+        cert_path, key_path = tls.self_signed(settings.data_dir / "tls", host)
+        tls_cert, tls_key = str(cert_path), str(key_path)
+        click.echo(f"Self-signed certificate (trust it in clients): {cert_path}")
+    scheme = "https" if tls_cert else "http"
+    click.echo(f"VoiceReel listening on {scheme}://{host}:{port} (docs at /docs)", err=False)
     sys.stdout.flush()
     # Uvicorn's records go through our handler (text or JSON); the app logs each request itself,
     # with its request id, so uvicorn's own access lines would say everything twice.
     uvicorn.run(create_app(settings, services), host=host, port=port, log_config=None,
-                access_log=False)
+                access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                ssl_context_factory=(lambda _config, default: tls.tls13_only(default()))
+                if tls_cert else None)
 
 
 @main.command()
@@ -106,13 +126,34 @@ def _multiprocess_metrics_dir() -> str:
     return directory
 
 
-@main.group()
+class _KeysGroup(click.Group):
+    """`keys create --tenant` makes a key in the database (the operator's command); without
+    `--tenant` it is the customer's `keys create`, through the API with an owner key, like
+    `keys list|revoke|rotate`."""
+
+    api_create: click.Command | None = None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        if (args and args[0] == "create" and self.api_create is not None
+                and not any(a == "--tenant" or a.startswith("--tenant=") for a in args[1:])):
+            return "create", self.api_create, args[1:]
+        return super().resolve_command(ctx, args)
+
+
+@main.group(cls=_KeysGroup)
 def keys() -> None:
-    """Manage API keys."""
+    """Manage API keys: `create --tenant` in the database (operator); `list`, `create --role`,
+    `revoke`, `rotate` through the API with an owner key."""
 
 
 @keys.command("create")
-@click.option("--tenant", required=True, help="Tenant name; created if new.")
+@click.option("--tenant", required=True,
+              help="Tenant name; created if new. Without it, the key is made through the API "
+                   "(--role, --api-key of an owner; see that command's --help).")
+@click.option("--role", type=click.Choice(ROLE_NAMES), default="owner", show_default=True,
+              help="What the key may do (docs/security.md, 'Roles and scopes').")
+@click.option("--name", default="", help="A label shown in key listings.")
 @click.option("--require-signature", is_flag=True,
               help="Requests with this key must be HMAC-signed (docs/security.md); "
                    "prints the signing secret once.")
@@ -120,8 +161,8 @@ def keys() -> None:
               help="Requests per minute for this key (0: unlimited); default: the setting.")
 @click.option("--max-concurrent-jobs", type=click.IntRange(min=0), default=None,
               help="Unfinished jobs allowed at once (0: unlimited); default: the setting.")
-def keys_create(tenant: str, require_signature: bool, rate_limit: int | None,
-                max_concurrent_jobs: int | None) -> None:
+def keys_create(tenant: str, role: str, name: str, require_signature: bool,
+                rate_limit: int | None, max_concurrent_jobs: int | None) -> None:
     """Create an API key; the key is the last line of the output."""
     from voicereel import operations
 
@@ -129,11 +170,12 @@ def keys_create(tenant: str, require_signature: bool, rate_limit: int | None,
     services.db.migrate()
     key, signing_secret = operations.create_key_with_options(
         services, tenant, require_signature=require_signature,
-        rate_limit_per_minute=rate_limit, max_concurrent_jobs=max_concurrent_jobs)
+        rate_limit_per_minute=rate_limit, max_concurrent_jobs=max_concurrent_jobs, role=role,
+        name=name)
     if signing_secret:
         click.echo("Signing secret (shown once; sign every request, see docs/security.md):")
         click.echo(signing_secret)
-    click.echo(f"API key for tenant {tenant!r} (shown once):")
+    click.echo(f"API key ({role}) for tenant {tenant!r} (shown once):")
     click.echo(key)
 
 
@@ -200,6 +242,14 @@ def _add_client_commands() -> None:
     from voicereel.client.cli import COMMANDS
 
     for command in COMMANDS:
+        if command.name == "keys" and isinstance(command, click.Group):
+            # One `keys` group: the operator's create (--tenant) beside the API's commands.
+            for name, sub in command.commands.items():
+                if name == "create" and isinstance(keys, _KeysGroup):
+                    keys.api_create = sub
+                else:
+                    keys.add_command(sub)
+            continue
         main.add_command(command)
 
 

@@ -6,11 +6,12 @@ status; `api/problems.py` renders them once as RFC 9457 `application/problem+jso
 
     VoiceReelError
     ├── BadRequest (400)
-    ├── Unauthorized (401)  ── SignatureInvalid ── SignatureMissing, SignatureStale,
+    ├── Unauthorized (401)  ── KeyExpired, KeyRevoked;
+    │                          SignatureInvalid ── SignatureMissing, SignatureStale,
     │                                               SignatureMismatch, SignatureReplayed
-    ├── Forbidden (403)  ── UrlExpired, UrlInvalid
+    ├── Forbidden (403)  ── ScopeMissing, UrlExpired, UrlInvalid
     ├── NotFound (404)
-    ├── Conflict (409)  ── IdempotencyKeyInUse
+    ├── Conflict (409)  ── IdempotencyKeyInUse, JobBusy, LastOwnerKey, KeyNotRotatable
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── ValidationFailed (422)  ── AudioUnreadable ── DecodeTimedOut; AudioUnsupported,
@@ -57,6 +58,16 @@ class Unauthorized(VoiceReelError):
         super().__init__(detail, **kw)
 
 
+class KeyExpired(Unauthorized):
+    """The key passed its `expires_at` (or the grace period after it was rotated)."""
+
+    slug, title = "key-expired", "The API key has expired"
+
+
+class KeyRevoked(Unauthorized):
+    slug, title = "key-revoked", "The API key was revoked"
+
+
 class SignatureInvalid(Unauthorized):
     """A key that requires signed requests sent none, or a wrong, stale or replayed one."""
 
@@ -81,6 +92,17 @@ class SignatureReplayed(SignatureInvalid):
 
 class Forbidden(VoiceReelError):
     status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class ScopeMissing(Forbidden):
+    """The key's role does not hold the scope the route needs (auth/roles.py)."""
+
+    slug, title = "scope-missing", "The API key's role lacks the required scope"
+
+    def __init__(self, scope: str, role: str) -> None:
+        super().__init__(f"this operation needs the scope '{scope}', which the key's role "
+                         f"'{role}' does not have")
+        self.scope = scope
 
 
 class UrlExpired(Forbidden):
@@ -109,6 +131,14 @@ class IdempotencyKeyInUse(Conflict):
 
 class JobBusy(Conflict):
     slug, title = "job-busy", "The job is still rendering"
+
+
+class LastOwnerKey(Conflict):
+    slug, title = "last-owner-key", "The tenant's last owner key cannot be removed"
+
+
+class KeyNotRotatable(Conflict):
+    slug, title = "key-not-rotatable", "The key is revoked, expired or already rotated"
 
 
 class PayloadTooLarge(VoiceReelError):

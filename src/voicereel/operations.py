@@ -34,8 +34,10 @@ def create_key(services: Services, tenant_name: str) -> str:
 def create_key_with_options(services: Services, tenant_name: str, *,
                             require_signature: bool = False,
                             rate_limit_per_minute: int | None = None,
-                            max_concurrent_jobs: int | None = None) -> tuple[str, str | None]:
-    """A new key with its own limits; with `require_signature` also its signing secret.
+                            max_concurrent_jobs: int | None = None, role: str = "owner",
+                            name: str = "") -> tuple[str, str | None]:
+    """A new key with its role and own limits; with `require_signature` also its signing
+    secret.
 
     Both plaintexts are returned once; the secret is stored encrypted (auth/signing.py).
     """
@@ -47,7 +49,7 @@ def create_key_with_options(services: Services, tenant_name: str, *,
         key = repo.create_api_key(session, tenant.id, require_signature=require_signature,
                                   signing_secret=sealed,
                                   rate_limit_per_minute=rate_limit_per_minute,
-                                  max_concurrent_jobs=max_concurrent_jobs)
+                                  max_concurrent_jobs=max_concurrent_jobs, role=role, name=name)
     return key, secret
 
 

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     idempotency_wait_seconds: float = Field(120.0, gt=0)  # a racing duplicate waits this long
     rate_limit_per_minute: int = Field(300, ge=0)  # requests per API key; 0: unlimited
     max_concurrent_jobs: int = Field(10, ge=0)  # unfinished jobs per API key; 0: unlimited
+    # Strict-Transport-Security on answers over TLS (`serve --tls-*`); 0: not sent
+    hsts_max_age_seconds: int = Field(365 * 24 * 3600, ge=0)
+    audit_retention_days: int = Field(365, ge=1)  # audit rows older than this are removed
+    # An old key stays valid this long after its rotation unless the request says otherwise
+    key_rotation_grace_seconds: int = Field(3600, ge=0, le=24 * 3600)
     rate_limit_redis_url: str = ""  # empty: broker_url with the celery runner, else in process
     webhook_allow_private: bool = False  # allow callbacks to loopback/private/link-local hosts
     webhook_max_attempts: int = Field(6, ge=1)

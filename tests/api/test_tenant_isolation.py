@@ -10,8 +10,8 @@ from voicereel.services import Services
 # /v1/files/{key} takes no API key: it is reached only through signed, expiring URLs;
 # /v1/models/{model_id} names the service's engines, which every tenant shares.
 NOT_TENANT_ROUTES = {"/v1/files/{key}", "/v1/models/{model_id}"}
-# a valid body, so that what answers is the id check and not the body's validation
-BODIES = {"POST /v1/jobs/{job_id}/revisions": {"edits": [{"line": 0, "retake": True}]}}
+# A valid body where a route needs one, so that the id is what decides the answer.
+BODIES = {("POST", "/v1/jobs/{job_id}/revisions"): {"edits": [{"line": 0, "retake": True}]}}
 
 
 def test_other_tenants_ids_are_404_on_every_id_route(client: TestClient,
@@ -19,7 +19,8 @@ def test_other_tenants_ids_are_404_on_every_id_route(client: TestClient,
                                                      services: Services) -> None:
     _, tenant = caller(services, client.headers["Authorization"].split()[1])
     ids = {"speaker_id": add_speaker_row(services, tenant.id),
-           "job_id": add_job_row(services, tenant.id, status="failed"), "number": "1"}
+           "job_id": add_job_row(services, tenant.id, status="failed"), "number": "1",
+           "key_id": client.post("/v1/keys", json={"role": "viewer"}).json()["id"]}
     paths = client.get("/openapi.json").json()["paths"]
     routes = [(method.upper(), path) for path, operations in paths.items()
               if "{" in path and path not in NOT_TENANT_ROUTES for method in operations]
@@ -30,11 +31,14 @@ def test_other_tenants_ids_are_404_on_every_id_route(client: TestClient,
         unknown = set(params) - set(ids)
         assert not unknown, f"{method} {path}: add an owned id for {unknown} to this test"
         url = path.format(**ids)
-        problem(other_client.request(method, url, json=BODIES.get(f"{method} {path}")), 404,
+        problem(other_client.request(method, url, json=BODIES.get((method, path))), 404,
                 "not-found")
         checked.append(f"{method} {path}")
     # the owner still sees everything
     assert client.get(f"/v1/speakers/{ids['speaker_id']}").status_code == 200
     assert client.get(f"/v1/jobs/{ids['job_id']}").status_code == 200
+    assert client.get(f"/v1/jobs/{ids['job_id']}/revisions").json()["revisions"][0]["number"] == 1
+    assert ids["key_id"] in {k["id"] for k in client.get("/v1/keys").json()["items"]
+                             if k["revoked_at"] is None and k["replaced_by"] is None}
     assert {"GET /v1/speakers/{speaker_id}", "DELETE /v1/speakers/{speaker_id}",
             "GET /v1/jobs/{job_id}", "DELETE /v1/jobs/{job_id}"} <= set(checked)

@@ -177,3 +177,50 @@ def test_fix_one_line_of_a_screenplay(live_server: LiveServer,
         "speaker_id"]}, {"delete": 2}]
     bad = _run(live_server, key, "jobs", "revise", job_id, "--line", "9", "--text", "No.")
     assert bad.returncode == 3 and "line 9 does not exist" in bad.stderr
+
+
+def test_keys_commands(live_server: LiveServer, tmp_path: Path) -> None:
+    """The operator makes a tenant's first owner key in the database; the owner then creates,
+    lists, rotates and revokes keys through the API."""
+    tenant = f"t-{time.time_ns()}"
+    made = subprocess.run([sys.executable, "-m", "voicereel", "keys", "create", "--tenant",
+                           tenant, "--role", "owner", "--name", "first"],
+                          env=live_server.env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert "(owner)" in made.stdout
+    owner = made.stdout.strip().splitlines()[-1]
+
+    created = _run(live_server, owner, "keys", "create", "--role", "viewer", "--name", "ci",
+                   "--json")
+    assert created.returncode == 0, created.stderr
+    viewer = json.loads(created.stdout)
+    assert viewer["role"] == "viewer" and viewer["key"].startswith("vr_")
+    plain = _run(live_server, owner, "keys", "create", "--role", "billing")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip().startswith("vr_")  # stdout is the key alone
+
+    listed = _run(live_server, owner, "keys", "list")
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[:4] == ["ID", "PREFIX", "ROLE", "NAME"]
+    assert {row.split()[2] for row in rows} == {"owner", "viewer", "billing"}
+    assert viewer["key"] not in listed.stdout and owner not in listed.stdout
+
+    refused = _run(live_server, viewer["key"], "keys", "list")
+    assert refused.returncode != 0 and "scope" in refused.stderr
+
+    rotated = _run(live_server, owner, "keys", "rotate", viewer["id"], "--grace", "0")
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = rotated.stdout.strip().splitlines()[-1]
+    assert new_key != viewer["key"]
+    assert _run(live_server, new_key, "speakers", "list").returncode == 0
+    expired = _run(live_server, viewer["key"], "speakers", "list")
+    assert expired.returncode != 0 and "expired" in expired.stderr
+
+    owner_id = next(row.split()[0] for row in rows if row.split()[2] == "owner")
+    last = _run(live_server, owner, "keys", "revoke", owner_id)
+    assert last.returncode != 0 and "last owner" in last.stderr
+    new_id = json.loads(_run(live_server, owner, "keys", "list", "--json").stdout)[0]["id"]
+    assert _run(live_server, owner, "keys", "revoke", new_id).returncode == 0
+    gone = _run(live_server, new_key, "speakers", "list")
+    assert gone.returncode != 0 and "revoked" in gone.stderr

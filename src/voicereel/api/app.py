@@ -11,12 +11,16 @@ from fastapi import FastAPI
 
 from voicereel import __version__, observability, operations, webhooks
 from voicereel.api import deps, problems
+from voicereel.api.audit import AuditLog
 from voicereel.api.body_guard import BodyGuard
-from voicereel.api.routes import health, jobs, metrics, speakers
+from voicereel.api.hsts import StrictTransport
+from voicereel.api.routes import audit as audit_routes
+from voicereel.api.routes import health, jobs, keys, metrics, speakers
 from voicereel.api.routes import openai_compat as openai_routes
 from voicereel.api.routes import usage as usage_routes
 from voicereel.api.routes import webhooks as webhook_routes
 from voicereel.api.schemas import PROBLEM_RESPONSES
+from voicereel.auth.keys import KeyUses
 from voicereel.auth.ratelimit import RateLimiter
 from voicereel.jobs.runners import make_runner
 from voicereel.services import Services, build_services
@@ -29,6 +33,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services = services or build_services(settings)
 
     runner = make_runner(services)
+    key_uses = KeyUses(services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,9 +42,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                                    daemon=True)
         warm_up.start()
         runner.start()
+        key_uses.start()
         try:
             yield
         finally:
+            key_uses.stop()
             runner.stop()
             webhooks.stop_sending(services)  # deliveries left waiting stay due in the outbox
             # A model still loading in native code when the interpreter exits aborts it.
@@ -51,11 +58,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = services
     app.state.runner = runner
     app.state.rate_limiter = RateLimiter(settings)
+    app.state.key_uses = key_uses
     problems.install(app)
     # Keys from headers first, then per-route body limits counted as the bytes arrive.
-    app.add_middleware(BodyGuard, identify=functools.partial(deps.identify, services),
+    app.add_middleware(BodyGuard, identify=functools.partial(deps.identify, services, key_uses),
                        max_upload_bytes=settings.max_upload_bytes,
                        max_json_body_bytes=settings.max_json_body_bytes)
+    # Outside the guard: it logs what the guard refused of a known key, too.
+    app.add_middleware(AuditLog, services=services)
+    app.add_middleware(StrictTransport, max_age_seconds=settings.hsts_max_age_seconds)
 
     for module in (speakers, jobs, health, metrics):
         app.include_router(module.router)
@@ -64,5 +75,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for trust_module in (usage_routes, webhook_routes):
         app.include_router(trust_module.router)
     app.include_router(openai_routes.router)
+    app.include_router(keys.router)
+    app.include_router(audit_routes.router)
     observability.install(app, services, runner)  # last: its middleware wraps all the others
     return app
+

@@ -1,20 +1,24 @@
-"""Request dependencies: the process's services and runner, and the caller's tenant."""
+"""Request dependencies: the process's services and runner, the caller, and the scope each
+route needs (`RequireScope`: the one access check, against `auth/roles.py`)."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from voicereel.api.body_guard import BODY_SHA256, IDENTIFIED, RESPONSE_HEADERS
-from voicereel.auth import signing
+from voicereel.api.body_guard import BODY_SHA256, IDENTIFIED, RESPONSE_HEADERS, needs_key
+from voicereel.auth import keys, signing
 from voicereel.auth.ratelimit import RateLimiter
+from voicereel.auth.roles import Scope, allows, roles_with
 from voicereel.db import repo
 from voicereel.db.tables import ApiKey, Tenant
-from voicereel.errors import SignatureMismatch, Unauthorized
+from voicereel.errors import ScopeMissing, SignatureMismatch, Unauthorized
 from voicereel.jobs.runners.base import JobRunner
 from voicereel.services import Services
 
@@ -29,7 +33,13 @@ def get_runner(request: Request) -> JobRunner:
     return runner
 
 
+def get_key_uses(request: Request) -> keys.KeyUses:
+    uses: keys.KeyUses = request.app.state.key_uses
+    return uses
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+KeyUsesDep = Annotated[keys.KeyUses, Depends(get_key_uses)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 
 
@@ -41,10 +51,13 @@ class Caller:
     tenant: Tenant
 
 
-def identify(services: Services, authorization: str) -> tuple[ApiKey, Tenant]:
+def identify(services: Services, uses: keys.KeyUses,
+             authorization: str) -> tuple[ApiKey, Tenant]:
     """The key an `Authorization: Bearer <key>` header value names, and its tenant.
 
-    The one key lookup: the body guard calls it before a body is read; raises Unauthorized.
+    The one key lookup: the body guard calls it before a body is read; raises Unauthorized
+    (KeyRevoked, KeyExpired for a key that was valid). It reads the key's row on every request,
+    so a revocation holds on the next request on every process.
     """
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -53,6 +66,8 @@ def identify(services: Services, authorization: str) -> tuple[ApiKey, Tenant]:
         found = repo.key_and_tenant(session, token.strip())
     if found is None:
         raise Unauthorized("the API key is not valid")
+    keys.check_usable(found[0])
+    uses.record(found[0])
     return found
 
 
@@ -76,7 +91,7 @@ async def authenticate(request: Request, services: ServicesDep) -> Caller:
     """Bearer key, then its request signature when the key requires one, then its rate limit."""
     found: tuple[ApiKey, Tenant] | None = request.scope.get(IDENTIFIED)
     if found is None:  # a route the body guard lets through without a key
-        found = await run_in_threadpool(identify, services,
+        found = await run_in_threadpool(identify, services, get_key_uses(request),
                                         request.headers.get("authorization", ""))
     key, tenant = found
     if key.require_signature:
@@ -96,3 +111,61 @@ def current_tenant(caller: Annotated[Caller, Depends(authenticate)]) -> Tenant:
 
 CurrentCaller = Annotated[Caller, Depends(authenticate)]
 CurrentTenant = Annotated[Tenant, Depends(current_tenant)]
+
+
+class RequireScope:
+    """The dependency that lets a caller through when its key's role holds `scope`.
+
+    The app's OpenAPI document states each operation's scope from these (`x-required-scope`).
+    """
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(self, caller: CurrentCaller) -> Caller:
+        if not allows(caller.key.role, self.scope):
+            raise ScopeMissing(self.scope.value, caller.key.role)
+        return caller
+
+
+# What a route's caller parameter says: the authenticated caller, holding that one scope.
+SpeakersRead = Annotated[Caller, Depends(RequireScope(Scope.SPEAKERS_READ))]
+SpeakersWrite = Annotated[Caller, Depends(RequireScope(Scope.SPEAKERS_WRITE))]
+JobsRead = Annotated[Caller, Depends(RequireScope(Scope.JOBS_READ))]
+JobsWrite = Annotated[Caller, Depends(RequireScope(Scope.JOBS_WRITE))]
+JobsRevise = Annotated[Caller, Depends(RequireScope(Scope.JOBS_REVISE))]
+JobsDelete = Annotated[Caller, Depends(RequireScope(Scope.JOBS_DELETE))]
+ModelsRead = Annotated[Caller, Depends(RequireScope(Scope.MODELS_READ))]
+UsageRead = Annotated[Caller, Depends(RequireScope(Scope.USAGE_READ))]
+WebhooksRead = Annotated[Caller, Depends(RequireScope(Scope.WEBHOOKS_READ))]
+KeysManage = Annotated[Caller, Depends(RequireScope(Scope.KEYS_MANAGE))]
+AuditRead = Annotated[Caller, Depends(RequireScope(Scope.AUDIT_READ))]
+
+
+def required_scope(dependant: Dependant) -> Scope | None:
+    """The scope a route's dependencies require (searched through nested dependencies)."""
+    call = dependant.call
+    if isinstance(call, RequireScope):
+        return call.scope
+    for sub in dependant.dependencies:
+        found = required_scope(sub)
+        if found is not None:
+            return found
+    return None
+
+
+class ScopedRoute(APIRoute):
+    """The route class of every `/v1` router: a route that needs a key and declares no scope
+    is refused when it is defined, and each operation states its scope in the OpenAPI
+    document (`x-required-scope`, and a sentence of its description)."""
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if not needs_key(self.path):
+            return
+        scope = required_scope(self.dependant)
+        if scope is None:
+            raise RuntimeError(f"route {self.path} needs a key but declares no scope")
+        self.openapi_extra = {**(self.openapi_extra or {}), "x-required-scope": scope.value}
+        note = f"Requires the scope `{scope.value}` (roles: {', '.join(roles_with(scope))})."
+        self.description = f"{self.description}\n\n{note}" if self.description else note

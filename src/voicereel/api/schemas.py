@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from voicereel.db.tables import Speaker
+from voicereel import audit
+from voicereel.auth.roles import Role
+from voicereel.db.tables import ApiKey, AuditEvent, Speaker
 from voicereel.domain.jobs import JobStatus
 from voicereel.jobs.views import (
     FileLink,
@@ -43,6 +45,73 @@ def speaker_out(speaker: Speaker) -> dict[str, Any]:
             "reference_seconds": round(speaker.reference_seconds, 3),
             "speech_seconds": round(speaker.speech_seconds, 3),
             "created_at": speaker.created_at}
+
+
+class KeyOut(BaseModel):
+    """An API key as listed: never its secret."""
+
+    id: str
+    prefix: str  # the first characters of the secret, to tell keys apart
+    name: str
+    role: Role
+    created_at: datetime
+    last_used_at: datetime | None  # to the minute
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    replaced_by: str | None  # set by a rotation; the key then expires at expires_at
+    require_signature: bool
+    rate_limit_per_minute: int | None
+    max_concurrent_jobs: int | None
+
+
+class KeyCreated(KeyOut):
+    """A key just made (or rotated): `key`, and `signing_secret` when made with
+    `require_signature`, are shown this once."""
+
+    key: str
+    signing_secret: str | None = None
+
+
+class KeyList(BaseModel):
+    items: list[KeyOut]
+
+
+def key_out(key: ApiKey) -> dict[str, Any]:
+    return {"id": key.id, "prefix": key.prefix, "name": key.name, "role": key.role,
+            "created_at": key.created_at, "last_used_at": key.last_used_at,
+            "expires_at": key.expires_at, "revoked_at": key.revoked_at,
+            "replaced_by": key.replaced_by, "require_signature": key.require_signature,
+            "rate_limit_per_minute": key.rate_limit_per_minute,
+            "max_concurrent_jobs": key.max_concurrent_jobs}
+
+
+class AuditEventOut(BaseModel):
+    """One state-changing request: who, what, on which resource, and how it ended."""
+
+    id: int
+    at: datetime
+    key_id: str
+    key_prefix: str
+    role: str
+    action: str  # e.g. job.submit, key.revoke
+    resource_id: str | None
+    request_id: str | None  # the answer's X-Request-ID
+    client_ip: str | None
+    status: int
+    outcome: Literal["succeeded", "refused", "failed"]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+def audit_out(event: AuditEvent) -> dict[str, Any]:
+    return {"id": event.id, "at": event.at, "key_id": event.key_id,
+            "key_prefix": event.key_prefix, "role": event.role, "action": event.action,
+            "resource_id": event.resource_id, "request_id": event.request_id,
+            "client_ip": event.client_ip, "status": event.status,
+            "outcome": audit.outcome(event.status)}
 
 
 class JobAccepted(BaseModel):

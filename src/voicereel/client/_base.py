@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
@@ -229,6 +230,34 @@ class BaseClient:
     def _usage(month: str | None) -> Call[models.Usage]:
         return Call("GET", "/v1/usage", _parser(models.Usage),
                     params={"month": month} if month else None)
+
+    @staticmethod
+    def _create_key(role: str, name: str, expires_at: datetime | None,
+                    rate_limit_per_minute: int | None, max_concurrent_jobs: int | None,
+                    require_signature: bool) -> Call[models.ApiKeyCreated]:
+        body: dict[str, Any] = {"role": role, "name": name,
+                                "require_signature": require_signature}
+        if expires_at is not None:
+            body["expires_at"] = expires_at.isoformat()
+        if rate_limit_per_minute is not None:
+            body["rate_limit_per_minute"] = rate_limit_per_minute
+        if max_concurrent_jobs is not None:
+            body["max_concurrent_jobs"] = max_concurrent_jobs
+        return Call("POST", "/v1/keys", _parser(models.ApiKeyCreated), json=body)
+
+    @staticmethod
+    def _list_keys() -> Call[models.ApiKeyList]:
+        return Call("GET", "/v1/keys", _parser(models.ApiKeyList))
+
+    @staticmethod
+    def _revoke_key(key_id: str) -> Call[None]:
+        return Call("DELETE", f"/v1/keys/{_segment(key_id)}", _none)
+
+    @staticmethod
+    def _rotate_key(key_id: str, grace_seconds: int | None) -> Call[models.ApiKeyCreated]:
+        body = {"grace_seconds": grace_seconds} if grace_seconds is not None else {}
+        return Call("POST", f"/v1/keys/{_segment(key_id)}/rotate",
+                    _parser(models.ApiKeyCreated), json=body)
 
 
 def _problem_slug(response: httpx.Response) -> str:

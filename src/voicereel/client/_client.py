@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -234,3 +235,28 @@ class VoiceReel(BaseClient):
     def usage(self, month: str | None = None) -> models.Usage:
         """Usage of one month (`YYYY-MM`; the current month by default)."""
         return self._run(self._usage(month))
+
+    # --- keys (owner keys only) ---------------------------------------------------------
+
+    def create_key(self, role: str, *, name: str = "", expires_at: datetime | None = None,
+                   rate_limit_per_minute: int | None = None,
+                   max_concurrent_jobs: int | None = None,
+                   require_signature: bool = False) -> models.ApiKeyCreated:
+        """A new key of this account; its `key` (and `signing_secret`) are shown only here.
+
+        Not retried after a lost answer: a second attempt would make a second key.
+        """
+        return self._run(self._create_key(role, name, expires_at, rate_limit_per_minute,
+                                          max_concurrent_jobs, require_signature))
+
+    def list_keys(self) -> list[models.ApiKey]:
+        return self._run(self._list_keys()).items
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke a key; its next request is refused (`401 key-revoked`)."""
+        self._run(self._revoke_key(key_id))
+
+    def rotate_key(self, key_id: str, *, grace_seconds: int | None = None
+                   ) -> models.ApiKeyCreated:
+        """A new secret for the key; the old one works `grace_seconds` more (at most 24 h)."""
+        return self._run(self._rotate_key(key_id, grace_seconds))

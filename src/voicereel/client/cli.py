@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +38,14 @@ from voicereel.client.errors import (
     Unauthorized,
     VoiceReelError,
 )
-from voicereel.client.models import Downloads, Job, RevisionAccepted
+from voicereel.client.models import (
+    KEY_ROLES,
+    ApiKey,
+    ApiKeyCreated,
+    Downloads,
+    Job,
+    RevisionAccepted,
+)
 from voicereel.client.screenplay import (
     ScriptError,
     Turn,
@@ -505,4 +513,82 @@ def usage(cli: Cli, month: str | None, as_csv: bool) -> None:
     cli.emit(report, human)
 
 
-COMMANDS: tuple[click.Command, ...] = (speakers, synthesize, jobs, usage)
+# --- keys -------------------------------------------------------------------------------------
+
+
+def _print_keys(keys: Sequence[ApiKey]) -> None:
+    def when(value: datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+    _table([(k.id, k.prefix, k.role, k.name or "-", when(k.created_at), when(k.last_used_at),
+             when(k.expires_at), "revoked" if k.revoked_at else
+             f"replaced by {k.replaced_by}" if k.replaced_by else "active") for k in keys],
+           ["ID", "PREFIX", "ROLE", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATE"])
+
+
+def _print_new_key(new: ApiKeyCreated) -> None:
+    click.echo(f"key {new.id} ({new.role}); the secret is shown once:", err=True)
+    if new.signing_secret:
+        click.echo(f"signing secret: {new.signing_secret}", err=True)
+    click.echo(new.key)
+
+
+@click.group()
+def keys() -> None:
+    """Manage this account's API keys (an owner key is needed)."""
+
+
+@keys.command("list")
+@api_command
+def keys_list(cli: Cli) -> None:
+    """List the keys: id, prefix, role, name, created, last used, expiry (never a secret)."""
+    found = cli.client.list_keys()
+    cli.emit(found, lambda: _print_keys(found))
+
+
+@keys.command("create")
+@click.option("--role", type=click.Choice(KEY_ROLES), required=True,
+              help="What the key may do.")
+@click.option("--name", default="", help="A label shown in listings.")
+@click.option("--expires-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+              default=None, help="When the key stops working (UTC unless an offset is given).")
+@click.option("--rate-limit", type=click.IntRange(min=0), default=None,
+              help="Requests per minute (0: unlimited); default: the service's.")
+@click.option("--max-concurrent-jobs", type=click.IntRange(min=0), default=None,
+              help="Unfinished jobs at once (0: unlimited); default: the service's.")
+@click.option("--require-signature", is_flag=True, help="Requests must be HMAC-signed.")
+@api_command
+def keys_create(cli: Cli, role: str, name: str, expires_at: datetime | None,
+                rate_limit: int | None, max_concurrent_jobs: int | None,
+                require_signature: bool) -> None:
+    """Create a key; the key is the last line of the output (shown once)."""
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    new = cli.client.create_key(role, name=name, expires_at=expires_at,
+                                rate_limit_per_minute=rate_limit,
+                                max_concurrent_jobs=max_concurrent_jobs,
+                                require_signature=require_signature)
+    cli.emit(new, lambda: _print_new_key(new))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@api_command
+def keys_revoke(cli: Cli, key_id: str) -> None:
+    """Revoke a key at once (the account's last owner key cannot be)."""
+    cli.client.revoke_key(key_id)
+    cli.emit({"revoked": key_id}, lambda: click.echo(f"revoked {key_id}"))
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option("--grace", "grace_seconds", type=click.IntRange(0, 24 * 3600), default=None,
+              help="Seconds the old secret keeps working (default: the service's).")
+@api_command
+def keys_rotate(cli: Cli, key_id: str, grace_seconds: int | None) -> None:
+    """Give a key a new secret; the new key is the last line of the output."""
+    new = cli.client.rotate_key(key_id, grace_seconds=grace_seconds)
+    cli.emit(new, lambda: _print_new_key(new))
+
+
+COMMANDS: tuple[click.Command, ...] = (speakers, synthesize, jobs, usage, keys)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "canceled")
+# The roles a key can have (the service's docs/security.md says what each may do)
+KEY_ROLES = ("owner", "editor", "renderer", "viewer", "billing")
 
 
 class _Model(BaseModel):
@@ -141,3 +143,31 @@ class Usage(_Model):
     totals: UsageTotals
     by_engine: dict[str, UsageTotals] = Field(default_factory=dict)
     days: list[UsageDay] = Field(default_factory=list)
+
+
+class ApiKey(_Model):
+    """An API key as `GET /v1/keys` lists it (never its secret)."""
+
+    id: str
+    prefix: str
+    name: str = ""
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    replaced_by: str | None = None
+    require_signature: bool = False
+    rate_limit_per_minute: int | None = None
+    max_concurrent_jobs: int | None = None
+
+
+class ApiKeyCreated(ApiKey):
+    """A key just created or rotated: `key` (and `signing_secret`) are shown this once."""
+
+    key: str
+    signing_secret: str | None = None
+
+
+class ApiKeyList(_Model):
+    items: list[ApiKey]

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from voicereel.db.tables import (
     ApiKey,
+    AuditEvent,
     Base,
     IdempotencyRecord,
     Job,
@@ -82,29 +83,101 @@ def get_or_create_tenant(session: Session, name: str) -> Tenant:
 
 def create_api_key(session: Session, tenant_id: str, *, require_signature: bool = False,
                    signing_secret: str | None = None, rate_limit_per_minute: int | None = None,
-                   max_concurrent_jobs: int | None = None) -> str:
+                   max_concurrent_jobs: int | None = None, role: str = "owner", name: str = "",
+                   expires_at: datetime | None = None) -> str:
     """Store a new key (hashed) for the tenant and return its plaintext, shown once.
 
     `signing_secret` is stored as given (the caller encrypts it); the limits override the
     service-wide settings for this key.
     """
-    plaintext = "vr_" + secrets.token_urlsafe(32)
-    session.add(ApiKey(id=new_id("key"), tenant_id=tenant_id, key_hash=hash_key(plaintext),
-                       prefix=plaintext[:10], require_signature=require_signature,
+    return add_api_key(session, tenant_id, require_signature=require_signature,
                        signing_secret=signing_secret,
                        rate_limit_per_minute=rate_limit_per_minute,
-                       max_concurrent_jobs=max_concurrent_jobs))
+                       max_concurrent_jobs=max_concurrent_jobs, role=role, name=name,
+                       expires_at=expires_at)[1]
+
+
+def add_api_key(session: Session, tenant_id: str, *, require_signature: bool = False,
+                signing_secret: str | None = None, rate_limit_per_minute: int | None = None,
+                max_concurrent_jobs: int | None = None, role: str = "owner", name: str = "",
+                expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """As `create_api_key`, returning the stored row too."""
+    plaintext = "vr_" + secrets.token_urlsafe(32)
+    key = ApiKey(id=new_id("key"), tenant_id=tenant_id, key_hash=hash_key(plaintext),
+                 prefix=plaintext[:10], require_signature=require_signature,
+                 signing_secret=signing_secret, rate_limit_per_minute=rate_limit_per_minute,
+                 max_concurrent_jobs=max_concurrent_jobs, role=role, name=name,
+                 expires_at=expires_at)
+    session.add(key)
     session.flush()
-    return plaintext
+    return key, plaintext
 
 
 def key_and_tenant(session: Session, plaintext: str) -> tuple[ApiKey, Tenant] | None:
-    """The live key with this plaintext and its tenant, or None."""
+    """The key with this plaintext (revoked and expired ones too) and its tenant, or None."""
     row = session.execute(
         select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id)
-        .where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+        .where(ApiKey.key_hash == hash_key(plaintext))
     ).first()
     return (row[0], row[1]) if row else None
+
+
+def touch_api_keys(session: Session, used: dict[str, datetime]) -> None:
+    """Record when keys were last used (never moving a key's time backwards)."""
+    for key_id, when in used.items():
+        session.execute(update(ApiKey).where(
+            ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < when))
+            .values(last_used_at=when))
+
+
+def list_api_keys(session: Session, tenant_id: str) -> list[ApiKey]:
+    """Every key of the tenant, revoked ones too, newest first."""
+    return list(session.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id)
+                                .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
+
+
+def get_api_key(session: Session, tenant_id: str, key_id: str) -> ApiKey:
+    key = session.scalar(select(ApiKey).where(ApiKey.tenant_id == tenant_id,
+                                              ApiKey.id == key_id))
+    if key is None:
+        raise NotFound(f"key {key_id} not found")
+    return key
+
+
+def lock_tenant_keys(session: Session, tenant_id: str) -> None:
+    """Serialise the transactions that change a tenant's keys (the last-owner rule counts
+    keys, then revokes one). Call it first; as `lock_api_key`, on the tenant's row."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    else:
+        session.execute(update(Tenant).where(Tenant.id == tenant_id).values(name=Tenant.name))
+
+
+def count_lasting_owner_keys(session: Session, tenant_id: str, now: datetime,
+                             excluding: str) -> int:
+    """The tenant's owner keys that stay usable: not revoked, not expired, not rotated away."""
+    return session.scalar(
+        select(func.count()).select_from(ApiKey)
+        .where(ApiKey.tenant_id == tenant_id, ApiKey.role == "owner", ApiKey.id != excluding,
+               ApiKey.revoked_at.is_(None), ApiKey.replaced_by.is_(None),
+               or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+    ) or 0
+
+
+def revoke_api_key(session: Session, key: ApiKey, now: datetime) -> None:
+    if key.revoked_at is None:
+        key.revoked_at = now
+        session.flush()
+
+
+def retire_api_key(session: Session, key: ApiKey, replaced_by: str,
+                   expires_at: datetime) -> bool:
+    """Mark `key` replaced by a rotation, usable until `expires_at`; False when another
+    rotation or a revocation got there first."""
+    result = session.execute(update(ApiKey).where(
+        ApiKey.id == key.id, ApiKey.replaced_by.is_(None), ApiKey.revoked_at.is_(None))
+        .values(replaced_by=replaced_by, expires_at=expires_at))
+    return bool(getattr(result, "rowcount", 0))
 
 
 def tenant_webhook_secret(session: Session, tenant_id: str, make_secret: Callable[[], str]) -> str:
@@ -860,3 +933,35 @@ def after_restore(session: Session) -> int:
         update(Job).where(Job.status == "running", Job.deleted_at.is_(None))  # not direct renders
         .values(status="queued", lease_owner=None, lease_expires_at=None, retry_at=None))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+def add_audit_event(session: Session, event: AuditEvent) -> None:
+    session.add(event)
+    session.flush()
+
+
+def list_audit_events(session: Session, tenant_id: str, limit: int, cursor: str | None,
+                      action: str | None, since: datetime | None) -> Page:
+    """The tenant's audit rows, newest first (by id: the order they were written)."""
+    query = select(AuditEvent).where(AuditEvent.tenant_id == tenant_id)
+    if cursor:
+        _, last_id = _decode_cursor(cursor)
+        if not last_id.isdigit():
+            raise BadRequest("cursor is not valid; use next_cursor from the previous page")
+        query = query.where(AuditEvent.id < int(last_id))
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    rows = list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, _encode_cursor(rows[-1].at, str(rows[-1].id)) if more else None)
+
+
+def delete_audit_events_before(session: Session, cutoff: datetime) -> int:
+    result = session.execute(delete(AuditEvent).where(AuditEvent.at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -70,6 +70,12 @@ class ApiKey(Base):
     signing_secret: Mapped[str | None] = mapped_column(String(300), default=None)
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
     max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
+    role: Mapped[str] = mapped_column(String(20), default="owner", server_default="owner")
+    name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)  # to the minute
+    # The key that replaced this one by rotation; this one then expires after the grace period
+    replaced_by: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class Speaker(Base):
@@ -248,3 +254,22 @@ class StoragePurge(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """One state-changing request of a tenant's key (voicereel/audit.py); never updated."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_tenant_id", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    key_id: Mapped[str] = mapped_column(String(40))
+    key_prefix: Mapped[str] = mapped_column(String(20))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(60))
+    resource_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    client_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[int] = mapped_column(Integer)  # the answer's HTTP status

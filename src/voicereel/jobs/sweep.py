@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from voicereel import outbox
+from voicereel import audit, outbox
 from voicereel.db import repo
 from voicereel.services import Services
 
@@ -29,6 +29,7 @@ def sweep(services: Services, dispatch: Dispatch) -> int:
         repo.fail_exhausted_jobs(session, services.settings.max_attempts)
         candidates = repo.dispatchable_jobs(session)
     outbox.sweep(services)
+    audit.prune(services)
     return sum(dispatch(job_id, attempts) for job_id, attempts in candidates)
 
 

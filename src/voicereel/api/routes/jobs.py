@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from voicereel import idempotency, operations, outbox
-from voicereel.api.deps import CurrentCaller, CurrentTenant, RunnerDep, ServicesDep
+from voicereel.api.deps import (
+    JobsDelete,
+    JobsRead,
+    JobsRevise,
+    JobsWrite,
+    RunnerDep,
+    ScopedRoute,
+    ServicesDep,
+)
 from voicereel.api.schemas import (
     JobAccepted,
     JobOut,
@@ -22,12 +30,12 @@ from voicereel.domain.revisions import RevisionRequest
 from voicereel.domain.script import SynthesisRequest
 from voicereel.jobs import views
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=ScopedRoute)
 
 
 @router.post("/synthesize", status_code=202, response_model=JobAccepted)
 def synthesize(body: SynthesisRequest, services: ServicesDep, runner: RunnerDep,
-               caller: CurrentCaller,
+               caller: JobsWrite,
                idempotency_key: Annotated[str | None, Header(
                    alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_CHARS)] = None,
                ) -> JSONResponse:
@@ -48,13 +56,13 @@ def synthesize(body: SynthesisRequest, services: ServicesDep, runner: RunnerDep,
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
 def get_job(job_id: str, request: Request, services: ServicesDep,
-            tenant: CurrentTenant) -> JobOut:
-    return views.job_view(services, tenant.id, job_id, str(request.base_url))
+            caller: JobsRead) -> JobOut:
+    return views.job_view(services, caller.tenant.id, job_id, str(request.base_url))
 
 
 @router.post("/jobs/{job_id}/revisions", status_code=202, response_model=RevisionAccepted)
 def revise_job(job_id: str, body: RevisionRequest, services: ServicesDep, runner: RunnerDep,
-               caller: CurrentCaller,
+               caller: JobsRevise,
                idempotency_key: Annotated[str | None, Header(
                    alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_CHARS)] = None,
                ) -> JSONResponse:
@@ -84,20 +92,20 @@ def revise_job(job_id: str, body: RevisionRequest, services: ServicesDep, runner
 
 @router.get("/jobs/{job_id}/revisions", response_model=RevisionList)
 def list_revisions(job_id: str, request: Request, services: ServicesDep,
-                   tenant: CurrentTenant) -> RevisionList:
+                   caller: JobsRead) -> RevisionList:
     """Every revision of the job, oldest first, each with its own download URLs."""
-    return RevisionList(revisions=views.revision_views(services, tenant.id, job_id,
+    return RevisionList(revisions=views.revision_views(services, caller.tenant.id, job_id,
                                                        str(request.base_url)))
 
 
 @router.get("/jobs/{job_id}/revisions/{number}", response_model=RevisionOut)
 def get_revision(job_id: str, number: int, request: Request, services: ServicesDep,
-                 tenant: CurrentTenant) -> RevisionOut:
-    return views.revision_views(services, tenant.id, job_id, str(request.base_url),
+                 caller: JobsRead) -> RevisionOut:
+    return views.revision_views(services, caller.tenant.id, job_id, str(request.base_url),
                                 number)[0]
 
 
 @router.delete("/jobs/{job_id}", status_code=204)
-def delete_job(job_id: str, services: ServicesDep, tenant: CurrentTenant) -> Response:
-    operations.delete_job(services, tenant, job_id)
+def delete_job(job_id: str, services: ServicesDep, caller: JobsDelete) -> Response:
+    operations.delete_job(services, caller.tenant, job_id)
     return Response(status_code=204)

@@ -9,17 +9,17 @@ from fastapi import APIRouter, File, Form, Header, Query, UploadFile
 from fastapi.responses import Response
 
 from voicereel import idempotency, operations
-from voicereel.api.deps import CurrentTenant, ServicesDep
+from voicereel.api.deps import ScopedRoute, ServicesDep, SpeakersRead, SpeakersWrite
 from voicereel.api.schemas import SpeakerOut, SpeakerPage, speaker_out
 from voicereel.db import repo
 from voicereel.errors import PayloadTooLarge
 
-router = APIRouter(prefix="/v1/speakers", tags=["speakers"])
+router = APIRouter(prefix="/v1/speakers", tags=["speakers"], route_class=ScopedRoute)
 
 
 @router.post("", status_code=201, response_model=SpeakerOut)
 def create_speaker(
-    services: ServicesDep, tenant: CurrentTenant,
+    services: ServicesDep, caller: SpeakersWrite,
     name: Annotated[str, Form()],
     audio: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3 reference")],
     transcript: Annotated[str, Form()] = "",
@@ -27,6 +27,7 @@ def create_speaker(
     idempotency_key: Annotated[str | None, Header(
         alias=idempotency.HEADER, max_length=idempotency.MAX_KEY_CHARS)] = None,
 ) -> Any:
+    tenant = caller.tenant
     limit = services.settings.max_upload_bytes
     data = audio.file.read(limit + 1)
     if len(data) > limit:
@@ -46,24 +47,24 @@ def create_speaker(
 
 @router.get("", response_model=SpeakerPage)
 def list_speakers(
-    services: ServicesDep, tenant: CurrentTenant,
+    services: ServicesDep, caller: SpeakersRead,
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Any:
     settings = services.settings
     size = min(limit or settings.page_size_default, settings.page_size_max)
     with services.db.session() as session:
-        page = repo.list_speakers(session, tenant.id, size, cursor)
+        page = repo.list_speakers(session, caller.tenant.id, size, cursor)
         return {"items": [speaker_out(s) for s in page.items], "next_cursor": page.next_cursor}
 
 
 @router.get("/{speaker_id}", response_model=SpeakerOut)
-def get_speaker(speaker_id: str, services: ServicesDep, tenant: CurrentTenant) -> Any:
+def get_speaker(speaker_id: str, services: ServicesDep, caller: SpeakersRead) -> Any:
     with services.db.session() as session:
-        return speaker_out(repo.get_speaker(session, tenant.id, speaker_id))
+        return speaker_out(repo.get_speaker(session, caller.tenant.id, speaker_id))
 
 
 @router.delete("/{speaker_id}", status_code=204)
-def delete_speaker(speaker_id: str, services: ServicesDep, tenant: CurrentTenant) -> Response:
-    operations.delete_speaker(services, tenant, speaker_id)
+def delete_speaker(speaker_id: str, services: ServicesDep, caller: SpeakersWrite) -> Response:
+    operations.delete_speaker(services, caller.tenant, speaker_id)
     return Response(status_code=204)
