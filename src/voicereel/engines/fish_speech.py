@@ -41,6 +41,7 @@ from scipy import signal
 
 from voicereel import errors
 from voicereel.engines.base import Rendered, Voice, WordSpan
+from voicereel.engines.metrics import FISH_SPEECH_EXHAUSTED, FISH_SPEECH_REQUESTS, FISH_SPEECH_WAIT
 from voicereel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -587,8 +588,11 @@ class FishSpeechEngine:
         attempts: dict[str, int] = {}
         not_before: dict[str, float] = {}
         while True:
+            waiting = time.monotonic()
             server = self.pool.acquire(skip=failures.keys(), not_before=not_before)
+            FISH_SPEECH_WAIT.observe(time.monotonic() - waiting)
             if server is None:
+                FISH_SPEECH_EXHAUSTED.inc()
                 detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items())
                 raise errors.SynthesisFailed(f"Every fish-speech server failed the line: {detail}")
             try:
@@ -597,6 +601,7 @@ class FishSpeechEngine:
                 self.pool.release(server, failed=False)
                 raise
             self.pool.release(server, failed=result.outcome in ("down", "stuck"))
+            FISH_SPEECH_REQUESTS.labels(result.outcome).inc()
             if result.audio is not None:
                 return result.audio, result.sample_rate
             tries = attempts[server.url] = attempts.get(server.url, 0) + 1
