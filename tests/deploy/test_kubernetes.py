@@ -184,6 +184,9 @@ def test_grace_periods_agree_with_the_shutdown_the_settings_imply(
     assert api["terminationGracePeriodSeconds"] > pause + settings.decode_timeout_seconds
     servers = pods["fish-speech"]["spec"]
     assert servers["terminationGracePeriodSeconds"] > settings.fish_speech_read_timeout
+    # /readyz may wait one connect timeout on a busy fish-speech server before it answers.
+    readiness = api["containers"][0]["readinessProbe"]
+    assert readiness["timeoutSeconds"] > settings.fish_speech_connect_timeout
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
