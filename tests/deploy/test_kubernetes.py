@@ -271,9 +271,18 @@ def test_the_worker_autoscaler_reads_a_metric_the_adapter_serves_from_metrics(
 def test_the_migration_runs_before_the_api(rendered_production: list[dict[str, Any]]) -> None:
     job = _by_kind(rendered_production, "Job")["voicereel-migrate"]
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
-    # The kubectl path of the README selects the Job by this label.
-    label = job["metadata"]["labels"]["app.kubernetes.io/component"]
+    # The kubectl path of the README applies first what its selector picks: the Job and
+    # everything the Job's pod needs, and no long-running workload.
     guide = (K8S / "README.md").read_text()
-    assert f"-l app.kubernetes.io/component={label}" in guide
+    [components] = re.findall(r"-l 'app\.kubernetes\.io/component in \(([\w,]+)\)'", guide)
+    first = {(d["kind"], d["metadata"]["name"]) for d in rendered_production
+             if d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+             in components.split(",")}
+    pod = job["spec"]["template"]["spec"]
+    needs = {("Job", "voicereel-migrate"), ("Namespace", "voicereel"),
+             ("ServiceAccount", pod["serviceAccountName"])}
+    needs |= {("ConfigMap", s["configMapRef"]["name"]) for c in pod["containers"]
+              for s in c["envFrom"] if "configMapRef" in s}
+    assert first == needs
     assert "kubectl -n voicereel wait --for=condition=complete job/voicereel-migrate" in guide
-    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert pod["restartPolicy"] == "Never"
