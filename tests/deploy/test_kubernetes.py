@@ -177,8 +177,10 @@ def test_grace_periods_agree_with_the_shutdown_the_settings_imply(
     assert worker["terminationGracePeriodSeconds"] > slowest_line
     # Celery's warm shutdown is what waits for it (SIGTERM, not SIGQUIT: no preStop kill).
     assert "lifecycle" not in worker["containers"][0]
-    # A killed coordinator's job must be picked up again before Redis would re-deliver twice.
-    assert worker["terminationGracePeriodSeconds"] < settings.visibility_timeout_seconds
+    # A killed coordinator's job is resumed once its lease runs out, long before its job could
+    # reach the time limit that would fail it.
+    assert (worker["terminationGracePeriodSeconds"] + settings.job_lease_seconds
+            < settings.max_job_seconds)
     api = pods["voicereel-api"]["spec"]
     pause = int(api["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1])
     assert api["terminationGracePeriodSeconds"] > pause + settings.decode_timeout_seconds
