@@ -81,7 +81,7 @@ class JobPlan:
     request: SynthesisRequest
     speakers: dict[str, Speaker]
     voices: dict[str, Voice]
-    created_at: datetime
+    created_at: datetime  # this revision's submission: the job's, or its latest revision's
     budget: AudioBudget  # the audio its lines may render, counted as they render
     revision: int = 1
 
@@ -247,7 +247,9 @@ def load_plan(services: Services, job: Job | str) -> JobPlan:
     if missing:
         raise SynthesisFailed(f"speaker(s) {', '.join(missing)} were deleted after submission")
     voices = {sid: voice_for(services, spk) for sid, spk in speakers.items()}
-    return JobPlan(job.id, job.tenant_id, request, speakers, voices, job.created_at,
+    # A revision's duration counts from its own submission, not from the job's first one.
+    return JobPlan(job.id, job.tenant_id, request, speakers, voices,
+                   job.revised_at or job.created_at,
                    AudioBudget.for_job(services.settings), job.revision)
 
 
