@@ -72,6 +72,17 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
     assert len(ids) == len(set(ids))
 
 
+def test_panels_fit_the_grid_without_overlapping() -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, (panel["title"], cells.get((x, y)))
+                cells[(x, y)] = panel["title"]
+
+
 def test_log_queries_use_only_the_labels_promtail_sets() -> None:
     promtail = yaml.safe_load((DEPLOY / "loki" / "promtail.yml").read_text())
     [job] = promtail["scrape_configs"]
