@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 .PHONY: install system-deps demo test lint serve bench bench-quality clean
 
 # ffmpeg reads our captions in the tests (and decodes MP3 where libsndfile cannot); espeak-ng
-# speaks a reference voice of the quality benchmark. On a Debian machine where we are root they
-# are installed here, elsewhere install them with your package manager.
+# speaks a reference voice of the quality benchmark; promtool (Debian's prometheus package)
+# checks and unit-tests deploy/prometheus. On a Debian machine where we are root they are
+# installed here, elsewhere install them with your package manager.
 system-deps:
-	@{ command -v ffmpeg && command -v espeak-ng; } >/dev/null || { [ "$$(id -u)" = 0 ] && \
-	  command -v apt-get >/dev/null && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng; } || \
-	  echo "ffmpeg or espeak-ng not found: install them for the caption tests and benchmarks"
+	@{ command -v ffmpeg && command -v espeak-ng && command -v promtool; } >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng prometheus; } || \
+	  echo "ffmpeg, espeak-ng or promtool not found: install them for the tests and benchmarks"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -38,10 +38,13 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voicereel.db import repo
+from voicereel.db.tables import utcnow
 from voicereel.domain.jobs import JOB_STATES
+from voicereel.engines import metrics as engine_metrics
 from voicereel.jobs.runners.base import JobRunner
 from voicereel.services import Services
 from voicereel.settings import Settings
+from voicereel.storage.metrics import STORAGE_ERRORS
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is kept only if it is short and plain, so it is safe in logs and headers; the
@@ -140,13 +143,30 @@ ENGINE_REAL_TIME_FACTOR = Histogram(
     "Seconds the engine spent rendering per second of audio it produced (below 1: faster "
     "than real time).",
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5, 10), registry=None)
+# The job latency SLO is "under N x the audio's length" (deploy/prometheus): this is that ratio,
+# queueing included, so a long script is not held to a short one's seconds.
+JOB_DURATION_PER_AUDIO_SECOND = Histogram(
+    "voicereel_job_duration_per_audio_second",
+    "Seconds from a job's submission to its stored result per second of audio it produced.",
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30), registry=None)
+WEBHOOK_ATTEMPTS = Counter(
+    "voicereel_webhook_attempts", "Webhook delivery attempts by the delivery's state after it "
+    "(delivered; pending: failed, another attempt is scheduled; failed: no attempts left).",
+    ["state"], registry=None)
 
 
 def observe_job_finished(seconds: float, audio_seconds: float, render_seconds: float) -> None:
-    """Record one succeeded job: its duration and the engine's real-time factor."""
+    """Record one succeeded job: its duration, per audio second, and the engine's real-time
+    factor."""
     JOB_DURATION.observe(max(0.0, seconds))
     if audio_seconds > 0:
         ENGINE_REAL_TIME_FACTOR.observe(max(0.0, render_seconds) / audio_seconds)
+        JOB_DURATION_PER_AUDIO_SECOND.observe(max(0.0, seconds) / audio_seconds)
+
+
+def observe_webhook_attempt(state: str) -> None:
+    """Count one webhook attempt by the state it left the delivery in."""
+    WEBHOOK_ATTEMPTS.labels(state).inc()
 
 
 def serve_worker_metrics(port: int, multiprocess_dir: str, host: str = "0.0.0.0") -> None:
@@ -170,10 +190,13 @@ class StateCollector(Collector):
         self.backlog = backlog
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         return (GaugeMetricFamily("voicereel_jobs", "Jobs by state.", labels=["state"]),
                 GaugeMetricFamily("voicereel_queue_depth", "Work waiting to be picked up.",
-                                  labels=["source"]))
+                                  labels=["source"]),
+                GaugeMetricFamily("voicereel_queue_oldest_age_seconds",
+                                  "How long the longest-waiting due job has been queued (0: "
+                                  "none queued)."))
 
     def describe(self) -> Iterable[Metric]:
         # Without this the registry would call collect(), and query the database, when the app
@@ -184,10 +207,11 @@ class StateCollector(Collector):
         try:
             with self.services.db.session() as session:
                 counts = repo.count_jobs_by_status(session)
+                waiting_since = repo.oldest_due_queued_at(session)
         except Exception:
             log.warning("metrics: the database did not answer", exc_info=True)
             return
-        jobs, depth = self._families()
+        jobs, depth, age = self._families()
         for state in sorted(set(JOB_STATES) | counts.keys()):
             jobs.add_metric([state], counts.get(state, 0))
         yield jobs
@@ -195,6 +219,9 @@ class StateCollector(Collector):
         for source, waiting in self.backlog().items():
             depth.add_metric([source], waiting)
         yield depth
+        age.add_metric([], 0.0 if waiting_since is None
+                       else max(0.0, (utcnow() - waiting_since).total_seconds()))
+        yield age
 
 
 class Metrics:
@@ -208,7 +235,8 @@ class Metrics:
         self.latency = Histogram(
             "voicereel_http_request_duration_seconds", "Time to answer, by route template.",
             ["method", "route"], registry=self.registry)
-        for collector in (JOB_DURATION, ENGINE_REAL_TIME_FACTOR,
+        for collector in (JOB_DURATION, ENGINE_REAL_TIME_FACTOR, JOB_DURATION_PER_AUDIO_SECOND,
+                          WEBHOOK_ATTEMPTS, STORAGE_ERRORS, *engine_metrics.COLLECTORS,
                           StateCollector(services, runner.backlog)):
             self.registry.register(collector)
 

@@ -46,7 +46,7 @@ from voicereel.db import repo
 from voicereel.db.tables import utcnow
 from voicereel.errors import CallbackUrlRefused, NotFound
 from voicereel.jobs import views
-from voicereel.observability import job_log_context
+from voicereel.observability import job_log_context, observe_webhook_attempt
 from voicereel.services import Services
 from voicereel.settings import Settings
 
@@ -276,6 +276,7 @@ def _attempt(services: Services, job_id: str, number: int, url: str, tenant_id: 
                     error or status_code)
     with services.db.session() as session:
         repo.record_webhook_attempt(session, job_id, number, status_code, error, state, next_at)
+    observe_webhook_attempt(state)
     return state
 
 

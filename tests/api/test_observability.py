@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.db import repo
 from voicereel.db.session import Database
+from voicereel.db.tables import Job
 from voicereel.domain.script import SynthesisRequest
 from voicereel.jobs.runners.inline import InlineRunner
 from voicereel.observability import (
@@ -137,6 +139,28 @@ def test_a_finished_job_is_counted_and_timed(client: TestClient,
         count = f"{histogram}_count"
         assert _value(after, count) == _value(before, count) + 1
         assert _value(after, f"{histogram}_sum") > _value(before, f"{histogram}_sum")
+
+
+def test_a_revision_is_timed_from_its_own_submission(
+        client: TestClient, services: Services, reference_wavs: dict[str, bytes]) -> None:
+    speaker_id = _speaker(client, reference_wavs["Alice"])
+    r = client.post("/v1/synthesize", json={
+        "script": [{"speaker_id": speaker_id, "text": "First take."}]})
+    job_id = r.json()["job_id"]
+    assert _wait(client, job_id)["status"] == "succeeded"
+    with services.db.session() as session:  # the job was first made a day ago
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.created_at = job.created_at - timedelta(days=1)
+    before = _samples(client)
+    r = client.post(f"/v1/jobs/{job_id}/revisions",
+                    json={"edits": [{"line": 0, "text": "Second take."}]})
+    assert r.status_code == 202, r.text
+    assert _wait(client, job_id)["status"] == "succeeded"
+    after = _samples(client)
+    name = "voicereel_job_duration_seconds"
+    assert _value(after, f"{name}_count") == _value(before, f"{name}_count") + 1
+    assert _value(after, f"{name}_sum") - _value(before, f"{name}_sum") < 3600
 
 
 def test_job_histograms(client: TestClient) -> None:

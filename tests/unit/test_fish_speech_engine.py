@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -373,6 +374,23 @@ def test_ready_posts_to_health(fake: FakeFishSpeech, tmp_path: Path) -> None:
     assert not FishSpeechEngine(make_settings(tmp_path, [refused_url()])).ready()
     with pytest.raises(errors.ServiceUnavailable):
         FishSpeechEngine(make_settings(tmp_path, []))
+
+
+def test_a_server_busy_with_another_process_line_counts_as_ready(tmp_path: Path) -> None:
+    """v1.5.0 answers not even its health while it renders: an accepted connection that gets
+    no answer within the connect timeout is a busy server, not a dead one."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(4)  # accepts connections (the kernel does) and never answers
+        url = f"http://127.0.0.1:{busy.getsockname()[1]}"
+        engine = FishSpeechEngine(make_settings(tmp_path, [url], fish_speech_connect_timeout=0.3))
+        assert engine.ready()
+        assert engine.pool.servers[0].down_until == 0.0  # not rested: it is working
+        both = FishSpeechEngine(make_settings(tmp_path, [refused_url(), url],
+                                              fish_speech_connect_timeout=0.3))
+        assert both.ready()
+    assert not FishSpeechEngine(make_settings(tmp_path, [refused_url()],
+                                              fish_speech_connect_timeout=0.3)).ready()
 
 
 def test_rendered_audio_is_what_the_server_sent(

@@ -568,6 +568,25 @@ def count_jobs_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
+def oldest_due_queued_at(session: Session) -> datetime | None:
+    """Since when the longest-waiting queued job has been due (all tenants; for /metrics).
+
+    A job is due from its retry time, else its latest revision, else its submission: a job
+    deferred on purpose, or revised today, has not been waiting since it was first made.
+    """
+    now = utcnow()
+    due = func.coalesce(Job.retry_at, Job.revised_at, Job.created_at)
+    row = session.execute(
+        select(Job.retry_at, Job.revised_at, Job.created_at)
+        .where(Job.status == "queued", Job.deleted_at.is_(None),
+               or_(Job.retry_at.is_(None), Job.retry_at <= now))
+        .order_by(due).limit(1)).first()
+    if row is None:
+        return None
+    retry_at, revised_at, created_at = row
+    return retry_at or revised_at or created_at
+
+
 # --- trust: rate limits, signatures, idempotency, webhooks, usage -----------------------------
 
 

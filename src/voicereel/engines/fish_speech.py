@@ -41,6 +41,7 @@ from scipy import signal
 
 from voicereel import errors
 from voicereel.engines.base import Rendered, Voice, WordSpan
+from voicereel.engines.metrics import FISH_SPEECH_EXHAUSTED, FISH_SPEECH_REQUESTS, FISH_SPEECH_WAIT
 from voicereel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -587,8 +588,11 @@ class FishSpeechEngine:
         attempts: dict[str, int] = {}
         not_before: dict[str, float] = {}
         while True:
+            waiting = time.monotonic()
             server = self.pool.acquire(skip=failures.keys(), not_before=not_before)
+            FISH_SPEECH_WAIT.observe(time.monotonic() - waiting)
             if server is None:
+                FISH_SPEECH_EXHAUSTED.inc()
                 detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items())
                 raise errors.SynthesisFailed(f"Every fish-speech server failed the line: {detail}")
             try:
@@ -597,6 +601,7 @@ class FishSpeechEngine:
                 self.pool.release(server, failed=False)
                 raise
             self.pool.release(server, failed=result.outcome in ("down", "stuck"))
+            FISH_SPEECH_REQUESTS.labels(result.outcome).inc()
             if result.audio is not None:
                 return result.audio, result.sample_rate
             tries = attempts[server.url] = attempts.get(server.url, 0) + 1
@@ -640,7 +645,8 @@ class FishSpeechEngine:
             self._probe(server)
 
     def ready(self) -> bool:
-        """True when a server answers `POST /v1/health` or is busy rendering for us."""
+        """True when a server answers `POST /v1/health` or is busy rendering (for us, or for
+        another process: it took the connection but did not answer in time)."""
         for server in self.pool.servers:
             healthy = self._probe(server)
             if healthy or (healthy is None and server.down_until <= time.monotonic()):
@@ -648,10 +654,16 @@ class FishSpeechEngine:
         return False
 
     def _probe(self, server: Server) -> bool | None:
-        """POST /v1/health to an idle server; None when it is busy (its health would queue)."""
+        """POST /v1/health to an idle server; None when it is busy (its health would queue).
+
+        Busy includes rendering for another process: a v1.5.0 server answers nothing, not even
+        its health, until its line is done, so a server that took the connection but did not
+        answer in time is taken to be rendering (a hung one shows as `stuck` lines instead).
+        Otherwise an API process would report itself unready whenever every GPU is working.
+        """
         if not self.pool.try_acquire(server):
             return None
-        ok = False
+        ok: bool | None = False
         try:
             response = self._client.post(
                 f"{server.url}/v1/health", headers=self._auth,
@@ -660,8 +672,11 @@ class FishSpeechEngine:
             ok = response.status_code == 200
             if not ok:
                 log.warning("fish-speech %s: health check: %s", server.url, _reason(response))
+        except httpx.ReadTimeout:
+            ok = None
+            log.info("fish-speech %s: busy, health check not answered in time", server.url)
         except httpx.HTTPError as exc:
             log.warning("fish-speech %s: health check failed (%s)", server.url, exc)
         finally:
-            self.pool.release(server, failed=not ok)
+            self.pool.release(server, failed=ok is False)
         return ok

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse
 from voicereel.auth.urls import FILES_PATH, sign_url, verify_url
 from voicereel.errors import NotFound
 from voicereel.storage.base import check_key, content_type_for
+from voicereel.storage.metrics import STORAGE_ERRORS
 
 
 class LocalStorage:
@@ -45,8 +46,10 @@ class LocalStorage:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # a full or read-only disk: what the alert is for
+                STORAGE_ERRORS.labels("local", "store").inc()
             raise
 
     def get(self, key: str) -> bytes:

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from voicereel.errors import NotFound, ServiceUnavailable, StorageUnavailable
 from voicereel.settings import Settings
 from voicereel.storage.base import check_key
+from voicereel.storage.metrics import STORAGE_ERRORS
 
 # delete_objects takes at most this many keys per call (an S3 limit).
 DELETE_BATCH = 1000
@@ -60,6 +61,7 @@ def _unavailable_on_error(action: str) -> Iterator[None]:
 def _unavailable(action: str, exc: Exception) -> ServiceUnavailable:
     # The store's own message names buckets and hosts: it goes to the log, not to customers.
     log.warning("object storage could not %s: %s", action, exc)
+    STORAGE_ERRORS.labels("s3", action.split(" ")[0]).inc()
     detail = f"object storage could not {action}; try again later"
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) \
         if isinstance(exc, ClientError) else 0
@@ -113,8 +115,8 @@ class S3Storage:
     def get(self, key: str) -> bytes:
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=self.object_key(key))
-        except ClientError as exc:
-            if _code(exc) in NOT_FOUND_CODES:
+        except (ClientError, BotoCoreError) as exc:  # no connection is BotoCoreError: a 503 too
+            if isinstance(exc, ClientError) and _code(exc) in NOT_FOUND_CODES:
                 raise NotFound("no such file") from exc
             raise _unavailable("read a file", exc) from exc
         with _unavailable_on_error("read a file"):
@@ -159,6 +161,7 @@ class S3Storage:
                     first = failed[0]
                     log.warning("object storage kept %d file(s) under %s, first %s (%s)",
                                 len(failed), folder, first.get("Key"), first.get("Code"))
+                    STORAGE_ERRORS.labels("s3", "delete").inc()
                     raise ServiceUnavailable("object storage could not delete files; "
                                              "try again later")
 
