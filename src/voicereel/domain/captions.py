@@ -31,7 +31,6 @@ from voicereel.domain.caption_layout import (
 )
 
 CaptionFormat = Literal["vtt", "srt", "json", "ttml", "ass", "txt"]
-CAPTION_FORMATS: tuple[CaptionFormat, ...] = ("vtt", "srt", "json", "ttml", "ass", "txt")
 DEFAULT_CAPTIONS: tuple[CaptionFormat, ...] = ("vtt", "srt", "json")
 REPORT = "report"  # the quality report, kept next to the captions as captions-report.json
 CONTENT_TYPES = {"vtt": "text/vtt", "srt": "application/x-subrip", "json": "application/json",
