@@ -152,7 +152,8 @@ def _drive(client: httpx.Client, out: Path, echo: Callable[[str], None]) -> list
         raise click.ClickException(f"the demo job {job['status']}: {job['error']}")
     result = job["result"]
     downloads = {"demo.wav": result["audio"]["url"]}
-    downloads.update({f"demo.{fmt}": link["url"] for fmt, link in result["captions"].items()})
+    downloads.update({"demo-report.json" if fmt == "report" else f"demo.{fmt}": link["url"]
+                      for fmt, link in result["captions"].items()})
     paths = []
     for filename, url in downloads.items():
         response = client.get(url)
