@@ -99,9 +99,12 @@ class ScopeMissing(Forbidden):
 
     slug, title = "scope-missing", "The API key's role lacks the required scope"
 
-    def __init__(self, scope: str, role: str) -> None:
-        super().__init__(f"this operation needs the scope '{scope}', which the key's role "
-                         f"'{role}' does not have")
+    def __init__(self, detail: str = "", *, scope: str = "", role: str = "",
+                 **kw: Any) -> None:
+        if scope and not detail:
+            detail = (f"this operation needs the scope '{scope}', which the key's role "
+                      f"'{role}' does not have")
+        super().__init__(detail, **kw)
         self.scope = scope
 
 

@@ -124,7 +124,7 @@ class RequireScope:
 
     def __call__(self, caller: CurrentCaller) -> Caller:
         if not allows(caller.key.role, self.scope):
-            raise ScopeMissing(self.scope.value, caller.key.role)
+            raise ScopeMissing(scope=self.scope.value, role=caller.key.role)
         return caller
 
 
