@@ -14,8 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.chaos.cluster import free_port
-from voicereel import tls
+from voicereel import operations, tls
 from voicereel.api.app import create_app
+from voicereel.client import VoiceReel
+from voicereel.client.errors import ConnectionFailed
 from voicereel.services import build_services
 from voicereel.settings import Settings
 
@@ -61,6 +63,33 @@ def test_serve_over_tls_13_only(tmp_path: Path) -> None:
         # plain http on the TLS port is not served
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+
+        # openssl connects with TLS 1.3 and is refused with 1.2
+        for version, succeeds in (("-tls1_3", True), ("-tls1_2", False)):
+            done = subprocess.run(["openssl", "s_client", version, "-connect",
+                                   f"127.0.0.1:{port}", "-CAfile", str(cert)],
+                                  input="", capture_output=True, text=True, timeout=30)
+            assert (done.returncode == 0) is succeeds, (version, done.stdout, done.stderr)
+            if succeeds:
+                assert "TLSv1.3" in done.stdout and "Verify return code: 0 (ok)" in done.stdout
+
+        # the SDK and the CLI, with the CA file or without checking
+        services = build_services(Settings(data_dir=tmp_path / "data",
+                                           database_url=env["VOICEREEL_DATABASE_URL"]))
+        key = operations.create_key(services, "tls")
+        services.db.dispose()
+        with VoiceReel(base, key, verify=str(cert), max_retries=0) as sdk:
+            assert sdk.list_speakers().items == []
+        with VoiceReel(base, key, verify=False, max_retries=0) as sdk:
+            assert sdk.list_speakers().items == []
+        with VoiceReel(base, key, max_retries=0) as sdk, pytest.raises(ConnectionFailed):
+            sdk.list_speakers()  # the system's CAs do not know the development certificate
+        cli_env = {**env, "VOICEREEL_URL": base, "VOICEREEL_API_KEY": key}
+        for extra, code in ((["--ca-file", str(cert)], 0), (["--insecure"], 0), ([], 5)):
+            listed = subprocess.run([sys.executable, "-m", "voicereel", "speakers", "list",
+                                     *extra], env=cli_env, capture_output=True, text=True,
+                                    timeout=120)
+            assert listed.returncode == code, (extra, listed.stderr)
     finally:
         proc.terminate()
         try:

@@ -22,6 +22,7 @@ from voicereel.client._base import (
     job_id_of,
     plan_download,
     retake_edit,
+    tls_verification,
 )
 from voicereel.client.errors import JobFailed, UrlExpired, WaitTimeout, from_response
 
@@ -38,11 +39,13 @@ class AsyncVoiceReel(BaseClient):
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5,
                  max_retry_wait: float = 60.0, signing_secret: str | None = None,
+                 verify: bool | str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(base_url, api_key, timeout=timeout, max_retries=max_retries,
                          backoff=backoff, max_retry_wait=max_retry_wait,
                          signing_secret=signing_secret)
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout,
+                                       verify=tls_verification(verify),
                                        headers={"User-Agent": self._user_agent()})
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "VOICEREEL_URL"
 API_KEY_ENV = "VOICEREEL_API_KEY"
 SIGNING_SECRET_ENV = "VOICEREEL_API_SIGNING_SECRET"
+CA_FILE_ENV = "VOICEREEL_CA_FILE"
 RETRY_STATUSES = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "PUT"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -65,6 +67,17 @@ class Call(Generic[T]):
     def idempotent(self) -> bool:
         """Safe to send twice: by its method, or because it carries an Idempotency-Key."""
         return self.method in IDEMPOTENT_METHODS or IDEMPOTENCY_HEADER in self.headers
+
+
+def tls_verification(verify: bool | str | None) -> bool | ssl.SSLContext:
+    """What the HTTP client checks a server's certificate against: the system's CAs (True),
+    nothing (False, e.g. a development certificate), or the CA file given (or named by
+    VOICEREEL_CA_FILE)."""
+    if verify is None:
+        verify = os.environ.get(CA_FILE_ENV) or True
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def _none(_: httpx.Response) -> None:

@@ -21,6 +21,7 @@ from voicereel.client._base import (
     job_id_of,
     plan_download,
     retake_edit,
+    tls_verification,
 )
 from voicereel.client.errors import JobFailed, UrlExpired, WaitTimeout, from_response
 
@@ -34,18 +35,22 @@ class VoiceReel(BaseClient):
     `base_url` and `api_key` default to `VOICEREEL_URL` and `VOICEREEL_API_KEY`. Requests answered
     429 or 503, and connection failures, are retried up to `max_retries` times with exponential
     backoff, waiting as long as a `Retry-After` header asks (up to `max_retry_wait` seconds). Pass
-    `transport` (any `httpx.BaseTransport`) to route requests elsewhere, e.g. in tests. Errors are
-    raised as `voicereel.client.errors` classes.
+    `transport` (any `httpx.BaseTransport`) to route requests elsewhere, e.g. in tests. `verify`
+    is a CA file to check an https server's certificate with (default: `VOICEREEL_CA_FILE`,
+    else the system's CAs), or False to check none. Errors are raised as
+    `voicereel.client.errors` classes.
     """
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5,
                  max_retry_wait: float = 60.0, signing_secret: str | None = None,
+                 verify: bool | str | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(base_url, api_key, timeout=timeout, max_retries=max_retries,
                          backoff=backoff, max_retry_wait=max_retry_wait,
                          signing_secret=signing_secret)
         self._http = httpx.Client(transport=transport, timeout=timeout,
+                                  verify=tls_verification(verify),
                                   headers={"User-Agent": self._user_agent()})
         self._sleep: Callable[[float], None] = time.sleep
 

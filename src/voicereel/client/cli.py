@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from voicereel.client._base import (
     API_KEY_ENV,
+    CA_FILE_ENV,
     DEFAULT_URL,
     SIGNING_SECRET_ENV,
     URL_ENV,
@@ -140,13 +141,21 @@ def api_command(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(url: str, api_key: str, signing_secret: str | None, as_json: bool,
-                **kwargs: Any) -> Any:
-        with VoiceReel(url, api_key, signing_secret=signing_secret) as client, _exit_codes(url):
+                ca_file: str | None, insecure: bool, **kwargs: Any) -> Any:
+        verify: bool | str = False if insecure else (ca_file or True)
+        with VoiceReel(url, api_key, signing_secret=signing_secret, verify=verify) as client, \
+                _exit_codes(url):
             return func(Cli(client, as_json), **kwargs)
 
     options = [
         click.option("--json", "as_json", is_flag=True,
                      help="Print JSON on stdout (for scripts)."),
+        click.option("--insecure", is_flag=True,
+                     help="Do not check the https server's certificate (development only)."),
+        click.option("--ca-file", envvar=CA_FILE_ENV, show_envvar=True,
+                     type=click.Path(exists=True, dir_okay=False),
+                     help="CA certificate to check an https server with (e.g. the one "
+                          "--tls-self-signed made)."),
         click.option("--signing-secret", envvar=SIGNING_SECRET_ENV, show_envvar=True,
                      help="Signing secret of a key that requires signed requests."),
         click.option("--api-key", envvar=API_KEY_ENV, required=True, show_envvar=True,
