@@ -91,7 +91,8 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None,
     # with its request id, so uvicorn's own access lines would say everything twice.
     uvicorn.run(create_app(settings, services), host=host, port=port, log_config=None,
                 access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
-                ssl_context_factory=(lambda _config, default: tls.tls13_only(default()))
+                ssl_context_factory=(lambda _config, default: tls.tls13_only(
+                    default(), allow_tls12=settings.tls_min_version == "1.2"))
                 if tls_cert else None)
 
 

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     idempotency_wait_seconds: float = Field(120.0, gt=0)  # a racing duplicate waits this long
     rate_limit_per_minute: int = Field(300, ge=0)  # requests per API key; 0: unlimited
     max_concurrent_jobs: int = Field(10, ge=0)  # unfinished jobs per API key; 0: unlimited
+    # The oldest TLS version `serve --tls-*` accepts: 1.3, or 1.2 for old clients
+    tls_min_version: Literal["1.2", "1.3"] = "1.3"
     # Strict-Transport-Security on answers over TLS (`serve --tls-*`); 0: not sent
     hsts_max_age_seconds: int = Field(365 * 24 * 3600, ge=0)
     audit_retention_days: int = Field(365, ge=1)  # audit rows older than this are removed

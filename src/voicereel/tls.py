@@ -21,9 +21,10 @@ from cryptography.x509.oid import NameOID
 SELF_SIGNED_DAYS = 365
 
 
-def tls13_only(context: ssl.SSLContext) -> ssl.SSLContext:
-    """Refuse every protocol version before TLS 1.3 (and so their weaker cipher suites)."""
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
+def tls13_only(context: ssl.SSLContext, allow_tls12: bool = False) -> ssl.SSLContext:
+    """Refuse every protocol version before TLS 1.3 (and so their weaker cipher suites), or
+    with `allow_tls12` (`VOICEREEL_TLS_MIN_VERSION=1.2`, for old clients) before TLS 1.2."""
+    context.minimum_version = ssl.TLSVersion.TLSv1_2 if allow_tls12 else ssl.TLSVersion.TLSv1_3
     return context
 
 

@@ -124,3 +124,11 @@ def test_hsts_only_over_https(tmp_path: Path) -> None:
         assert "strict-transport-security" not in plain.headers
     finally:
         services.db.dispose()
+
+
+def test_tls_12_is_accepted_only_when_the_setting_allows_it() -> None:
+    assert Settings().tls_min_version == "1.3"
+    strict = tls.tls13_only(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    relaxed = tls.tls13_only(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), allow_tls12=True)
+    assert strict.minimum_version == ssl.TLSVersion.TLSv1_3
+    assert relaxed.minimum_version == ssl.TLSVersion.TLSv1_2
