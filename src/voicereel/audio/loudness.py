@@ -6,6 +6,8 @@ oversampled signal of the true-peak search is made one block at a time, never wh
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyloudnorm
 from pyloudnorm.iirfilter import IIRfilter
@@ -91,7 +93,9 @@ def _oversampled_peaks(audio: np.ndarray) -> np.ndarray:
         # float32 throughout: ten times faster than float64, and far finer than 16-bit PCM
         up = np.abs(resample_poly(np.asarray(audio[lo:hi], np.float32), OVERSAMPLE, 1))
         inner = up[(start - lo) * OVERSAMPLE:(end - lo) * OVERSAMPLE]
-        peaks[start:end] = inner.reshape(-1, OVERSAMPLE).max(axis=1)
+        # the largest of each sample's OVERSAMPLE values, as slices (a strided max is slower)
+        peaks[start:end] = functools.reduce(np.maximum, (inner[k::OVERSAMPLE]
+                                                          for k in range(OVERSAMPLE)))
     # A peak between two original samples belongs to both.
     np.maximum(peaks[:-1], peaks[1:], out=peaks[:-1])
     return peaks
