@@ -15,7 +15,7 @@ import argparse
 import json
 import time
 
-from voicereel.demo import VOICES, local_service, make_reference
+from voicereel.demo import local_service, register_voices
 from voicereel.domain.caption_layout import (
     PROFILES,
     Insertion,
@@ -42,12 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with local_service("bench", rate_limit_per_minute=0) as client:
-        ids = []
-        for name, (pitch, tempo) in VOICES.items():
-            r = client.post("/v1/speakers", data={"name": name},
-                            files={"audio": ("r.wav", make_reference(pitch, tempo), "audio/wav")})
-            r.raise_for_status()
-            ids.append(r.json()["id"])
+        ids = list(register_voices(client).values())
         script = [{"speaker_id": ids[i % 2], "text": TURNS[i % len(TURNS)]}
                   for i in range(args.lines)]
         r = client.post("/v1/synthesize", json={"script": script, "captions": ["json"]})

@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from voicereel.demo import VOICES, local_service, make_reference
+from voicereel.demo import local_service, register_voices
 from voicereel.engines.piper import PiperEngine
 from voicereel.settings import Settings
 
@@ -50,12 +50,7 @@ def main() -> None:
     engine.warm_up()
     # Polling every 20 ms keeps the measurement sharp; the per-key rate limit would refuse it.
     with local_service("bench", rate_limit_per_minute=0) as client:
-        ids = {}
-        for name, (pitch, tempo) in VOICES.items():
-            r = client.post("/v1/speakers", data={"name": name},
-                            files={"audio": ("r.wav", make_reference(pitch, tempo), "audio/wav")})
-            r.raise_for_status()
-            ids[name] = r.json()["id"]
+        ids = register_voices(client)
         script = [{"speaker_id": ids[name], "text": text} for name, text in DIALOGUE]
         raw, job, audio_seconds = [], [], 0.0
         for _ in range(args.repeat):

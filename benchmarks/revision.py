@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from voicereel.demo import VOICES, local_service, make_reference
+from voicereel.demo import local_service, register_voices
 
 TURNS = [
     "Did you see the harbour this morning, before the fog came in?",
@@ -42,12 +42,7 @@ def main() -> None:
 
     # Polling every 20 ms keeps the measurement sharp; the per-key rate limit would refuse it.
     with local_service("bench", rate_limit_per_minute=0) as client:
-        ids = []
-        for name, (pitch, tempo) in VOICES.items():
-            r = client.post("/v1/speakers", data={"name": name},
-                            files={"audio": ("r.wav", make_reference(pitch, tempo), "audio/wav")})
-            r.raise_for_status()
-            ids.append(r.json()["id"])
+        ids = list(register_voices(client).values())
         script = [{"speaker_id": ids[i % len(ids)],
                    "text": f"{TURNS[i % len(TURNS)]} That was take {i + 1}."}
                   for i in range(args.lines)]

@@ -67,6 +67,17 @@ def make_reference(pitch: float, tempo: float) -> bytes:
     return buffer.getvalue()
 
 
+def register_voices(client: httpx.Client) -> dict[str, str]:
+    """Register the demo's voices (`VOICES`) on a service; their ids by name."""
+    ids = {}
+    for name, (pitch, tempo) in VOICES.items():
+        r = client.post("/v1/speakers", data={"name": name},
+                        files={"audio": ("r.wav", make_reference(pitch, tempo), "audio/wav")})
+        r.raise_for_status()
+        ids[name] = str(r.json()["id"])
+    return ids
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
