@@ -8,13 +8,22 @@ STAMP := $(VENV)/.installed
 
 # ffmpeg reads our captions in the tests (and decodes MP3 where libsndfile cannot); espeak-ng
 # speaks a reference voice of the quality benchmark; promtool (Debian's prometheus package)
-# checks and unit-tests deploy/prometheus. On a Debian machine where we are root they are
-# installed here, elsewhere install them with your package manager.
+# checks and unit-tests deploy/prometheus; chromium and chromium-driver run the Studio's browser
+# tests (tests/browser). On a Debian machine where we are root they are installed here,
+# elsewhere install them with your package manager.
 system-deps:
-	@{ command -v ffmpeg && command -v espeak-ng && command -v promtool; } >/dev/null || \
+	@{ command -v ffmpeg && command -v espeak-ng && command -v promtool && \
+	  command -v chromium && command -v chromedriver; } >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng prometheus; } || \
-	  echo "ffmpeg, espeak-ng or promtool not found: install them for the tests and benchmarks"
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng prometheus \
+	    chromium chromium-driver; } || \
+	  echo "ffmpeg, espeak-ng, promtool, chromium or chromedriver not found: install them for the tests and benchmarks"
+
+# axe-core (package.json, pinned in package-lock.json) for the Studio's accessibility tests
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +40,7 @@ demo: $(STAMP) system-deps
 # and API tests run on it as well as on SQLite (CI sets VOICEREEL_TEST_POSTGRES_URL itself).
 PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(NODE_STAMP)
 	bash scripts/test-services
 	if [ -z "$${VOICEREEL_TEST_POSTGRES_URL-}" ] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; \
 	  then export VOICEREEL_TEST_POSTGRES_URL=$(PG_TEST_URL); fi; \

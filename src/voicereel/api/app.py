@@ -25,6 +25,7 @@ from voicereel.auth.ratelimit import RateLimiter
 from voicereel.jobs.runners import make_runner
 from voicereel.services import Services, build_services
 from voicereel.settings import Settings, get_settings
+from voicereel.studio import mount as mount_studio
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(openai_routes.router)
     app.include_router(keys.router)
     app.include_router(audit_routes.router)
+    mount_studio(app, settings)
     observability.install(app, services, runner)  # last: its middleware wraps all the others
     return app
 
