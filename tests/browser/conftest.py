@@ -102,7 +102,9 @@ def driver(studio: Studio) -> Iterator[webdriver.Chrome]:
                  f"--window-size={WIDTH},{HEIGHT}", "--no-first-run", "--disable-extensions",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-default-apps", "--hide-scrollbars",
-                 "--autoplay-policy=no-user-gesture-required"):
+                 "--autoplay-policy=no-user-gesture-required",
+                 # a synthetic microphone (Chromium's beeps), allowed without a prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     # the driver's path is given, so Selenium Manager has nothing to look up or download

@@ -180,6 +180,36 @@ def test_voices_upload_drop_refuse_and_delete(
     assert "(nearly) silent" in wait_for(driver, lambda: by_id(driver, "voice-error").text)
     watch.check(expected_statuses=(422,))
 
+    # a take recorded in the page (Chromium's synthetic microphone beeps): level meter and
+    # counters move, the take becomes a WAV of its length, and the server's verdict is shown
+    by_id(driver, "rec-start").click()
+    levels = []
+    deadline = time.monotonic() + WAIT_SECONDS
+    # "Speech 1.2 of 30 s · recorded 3.0 s"
+    while float(by_id(driver, "rec-counter").text.split()[-2]) < 3.0:
+        assert time.monotonic() < deadline
+        levels.append(float(by_id(driver, "rec-level").get_attribute("value") or 0))
+        time.sleep(0.05)
+    assert max(levels) > 0
+    speech = float(by_id(driver, "rec-counter").text.split()[1])
+    assert 0 < speech < 30
+    by_id(driver, "rec-stop").click()
+    wait_for(driver, lambda: driver.execute_script("return document.body.dataset.recording")
+             == "done")
+    assert "recording.wav" in by_id(driver, "voice-file-name").text
+    seconds = wait_for(driver, lambda: driver.execute_script(
+        "const a = document.getElementById('rec-preview');"
+        "return a.readyState >= 1 && Number.isFinite(a.duration) ? a.duration : null"))
+    assert 2.5 < seconds < 10
+    by_id(driver, "voice-name").send_keys("Microphone")
+    by_id(driver, "voice-submit").click()
+    wait_for(driver, lambda: by_id(driver, "voice-error").get_attribute("data-problem")
+             not in (None, "", "reference-silent"))
+    assert by_id(driver, "voice-error").get_attribute("data-problem") in {
+        "reference-tone", "reference-noise", "reference-too-short"}
+    assert "of speech is required" in by_id(driver, "voice-error").text
+    watch.check(expected_statuses=(422,))
+
     # a third voice (registered over the API) deleted after a confirmation; cancel keeps it
     carol = studio.api("POST", "/speakers", data={"name": "Carol"},
                        files={"audio": ("carol.wav", reference_wavs["Alice"], "audio/wav")})

@@ -2,6 +2,7 @@
 
 import { Problem, call, download, explain, forgetKey, saveKey, savedKey } from "./api.js";
 import { Player } from "./player.js";
+import { Recorder } from "./recorder.js";
 import { parseScreenplay } from "./screenplay.js";
 import { makeZip } from "./zip.js";
 
@@ -161,6 +162,7 @@ function renderVoices() {
 }
 
 async function showVoices() {
+  $("rec-counter").textContent = `Speech 0.0 of ${state.config.min_reference_speech_seconds} s · recorded 0.0 s`;
   document.querySelectorAll(".min-speech").forEach((n) => {
     n.textContent = String(state.config.min_reference_speech_seconds);
   });
@@ -183,6 +185,43 @@ function confirmDelete(speaker) {
   }, { once: true });
   dialog.showModal();
   $("confirm-cancel").focus();
+}
+
+function wireRecorder() {
+  const need = () => state.config.min_reference_speech_seconds;
+  const show = (rms, speech, seconds) => {
+    $("rec-level").value = rms;
+    $("rec-counter").textContent = `Speech ${speech.toFixed(1)} of ${need()} s · recorded ${seconds.toFixed(1)} s`;
+  };
+  let recorder = null;
+  $("rec-start").addEventListener("click", async () => {
+    $("voice-error").textContent = "";
+    recorder = new Recorder(show);
+    try {
+      await recorder.start();
+    } catch (err) {
+      $("voice-error").textContent = `The microphone cannot be used (${err.message}).`;
+      recorder = null;
+      return;
+    }
+    $("rec-start").disabled = true;
+    $("rec-stop").disabled = false;
+    $("rec-stop").focus();
+    document.body.dataset.recording = "on";
+  });
+  $("rec-stop").addEventListener("click", async () => {
+    if (!recorder) return;
+    $("rec-stop").disabled = true;
+    const file = await recorder.stop();
+    recorder = null;
+    setVoiceFile(file);
+    const preview = $("rec-preview");
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    preview.src = URL.createObjectURL(file);
+    preview.hidden = false;
+    $("rec-start").disabled = false;
+    document.body.dataset.recording = "done";
+  });
 }
 
 function setVoiceFile(file) {
@@ -214,6 +253,7 @@ async function registerVoice(event) {
     await loadVoicePage(true);
   } catch (err) {
     error.textContent = err instanceof Problem ? explain(err) : err.message;
+    error.dataset.problem = err instanceof Problem ? err.slug : "";
   } finally {
     button.disabled = false;
     button.textContent = "Register";
@@ -588,6 +628,7 @@ async function start() {
   $("voice-search").addEventListener("input", renderVoices);
   $("voice-more").addEventListener("click", () => loadVoicePage(false).catch((e) => toast(e.message)));
   wireDropZone();
+  wireRecorder();
   $("row-add").addEventListener("click", () => {
     state.rows.push({ speaker_id: state.rows.at(-1)?.speaker_id || "", text: "", speed: 1, pause_after_ms: null });
     renderRows();
