@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -129,9 +130,24 @@ def test_sign_in_refuses_wrong_revoked_and_expired_keys(
     screenshot(driver, "sign-in-error")
     watch.check(expected_statuses=(401,))
 
-    sign_in(driver, studio.key)
+    # by keyboard alone: the key field, Enter submits; the focus ring is visible
+    field = by_id(driver, "signin-key")
+    field.clear()
+    field.send_keys(studio.key, Keys.ENTER)
     wait_for(driver, lambda: driver.execute_script("return document.body.dataset.ready")
              == "voices")
+    driver.refresh()  # the page afresh: focus starts at the top of the document
+    wait_for(driver, lambda: driver.execute_script("return document.body.dataset.ready")
+             == "voices")
+    ActionChains(driver).send_keys(Keys.TAB).perform()
+    assert driver.switch_to.active_element.text == "Skip to content"
+    ActionChains(driver).send_keys(Keys.TAB).perform()
+    focused = driver.switch_to.active_element
+    assert focused.text == "Voices"
+    assert focused.value_of_css_property("outline-style") == "solid"
+    ActionChains(driver).send_keys(Keys.TAB, Keys.ENTER).perform()  # "Script"
+    wait_for(driver, lambda: driver.execute_script("return document.body.dataset.ready")
+             == "script")
     # the key lives in this tab's session storage only: not in the URL, not in a cookie
     assert driver.execute_script("return sessionStorage.getItem('voicereel.api_key')") \
         == studio.key
@@ -238,9 +254,17 @@ def test_voices_upload_drop_refuse_and_delete(
 
 
 def test_script_paste_row_errors_and_render_to_100_percent(
-        driver: webdriver.Chrome, studio: Studio, watch: BrowserWatch, axe_source: str) -> None:
+        driver: webdriver.Chrome, studio: Studio, watch: BrowserWatch, axe_source: str,
+        tmp_path: Path) -> None:
     open_view(driver, studio, "script")
     driver.find_element(By.CSS_SELECTOR, "#paste-box summary").click()
+    # a screenplay file lands in the paste box; a name without a voice is refused
+    (tmp_path / "scene.txt").write_text("Alice: Hello.\nZed: Who am I?\n")
+    by_id(driver, "paste-file").send_keys(str(tmp_path / "scene.txt"))
+    wait_for(driver, lambda: "Zed: Who am I?" in by_id(driver, "paste-text").get_attribute("value"))
+    by_id(driver, "paste-apply").click()
+    assert 'line 2: no voice named "Zed"' in by_id(driver, "paste-error").text
+    by_id(driver, "paste-text").clear()
     by_id(driver, "paste-text").send_keys(SCREENPLAY)
     by_id(driver, "paste-apply").click()
     rows = driver.find_elements(By.CSS_SELECTOR, "#script-rows tr")
@@ -249,6 +273,15 @@ def test_script_paste_row_errors_and_render_to_100_percent(
     picked = [speakers[r.find_element(By.CSS_SELECTOR, "select").get_attribute("value")]
               for r in rows]
     assert picked == ["Alice", "Bob", "Alice", "Bob"]
+    # rows move up and down
+    texts = lambda: driver.execute_script(  # noqa: E731
+        "return [...document.querySelectorAll('#script-rows textarea')].map((t) => t.value)")
+    original = texts()
+    driver.find_element(By.CSS_SELECTOR, "button[aria-label='Move row 4 up']").click()
+    assert texts() == [*original[:2], original[3], original[2]]
+    driver.find_element(By.CSS_SELECTOR, "button[aria-label='Move row 3 down']").click()
+    assert texts() == original
+    rows = driver.find_elements(By.CSS_SELECTOR, "#script-rows tr")
     characters = sum(len(line.split(": ", 1)[1]) for line in SCREENPLAY.splitlines())
     counts = by_id(driver, "script-counts").text
     assert "4 of 200 lines" in counts and f"{characters} of 50000 characters" in counts
