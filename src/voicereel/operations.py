@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import soundfile as sf
 from sqlalchemy.orm import Session
@@ -12,14 +13,16 @@ from voicereel import outbox
 from voicereel.auth import signing
 from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
-from voicereel.db.tables import ApiKey, Job, Speaker, Tenant
+from voicereel.db.tables import ApiKey, Job, Speaker, Tenant, utcnow
 from voicereel.domain.revisions import RevisionRequest, apply_edits
 from voicereel.domain.script import SynthesisRequest, check_limits, units_total
 from voicereel.errors import JobBusy, ValidationFailed
 from voicereel.jobs.runners.base import JobRunner
+from voicereel.jobs.views import absolute
 from voicereel.observability import current_request_id
 from voicereel.services import Services
 from voicereel.storage import job_prefix, speaker_prefix
+from voicereel.storage.base import content_type_for
 from voicereel.uploads import decode_reference
 from voicereel.webhooks import check_callback_url
 
@@ -88,6 +91,25 @@ def register_speaker(services: Services, tenant: Tenant, name: str, data: bytes,
     except Exception:
         services.storage.delete_prefix(speaker_prefix(tenant.id, speaker_id))
         raise
+
+
+@dataclass(frozen=True)
+class ReferenceLink:
+    url: str
+    content_type: str
+    expires_at: datetime
+
+
+def reference_link(services: Services, tenant_id: str, speaker_id: str,
+                   base_url: str) -> ReferenceLink:
+    """A download URL of the speaker's reference recording, valid for the configured TTL."""
+    settings = services.settings
+    with services.db.session() as session:
+        speaker = repo.get_speaker(session, tenant_id, speaker_id)
+        key = speaker.reference_key
+    url = services.storage.url(key, settings.url_ttl_seconds, f"{speaker_id}-reference.wav")
+    return ReferenceLink(absolute(url, base_url, settings.public_url), content_type_for(key),
+                         utcnow() + timedelta(seconds=settings.url_ttl_seconds))
 
 
 def delete_speaker(services: Services, tenant: Tenant, speaker_id: str) -> None:

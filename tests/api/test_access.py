@@ -48,6 +48,8 @@ RECIPES: dict[tuple[str, str], Callable[[World], Request]] = {
         "files": {"audio": ("ref.wav", w.wav, "audio/wav")}},
     ("get", "/v1/speakers"): lambda w: {},
     ("get", "/v1/speakers/{speaker_id}"): lambda w: {"path": {"speaker_id": w.speaker_id}},
+    ("get", "/v1/speakers/{speaker_id}/reference"): lambda w: {
+        "path": {"speaker_id": w.speaker_id}},
     ("delete", "/v1/speakers/{speaker_id}"): lambda w: {
         "path": {"speaker_id": w.speaker_row()}},
     ("post", "/v1/synthesize"): lambda w: {"json": {

@@ -244,6 +244,16 @@ def test_voices_upload_drop_refuse_and_delete(
     wait_for(driver, lambda: sorted(names()) == ["Alice", "Bob"])
     assert studio.api("GET", f"/speakers/{carol.json()['id']}").status_code == 404
 
+    # a voice's reference plays in the page: the recording uploaded, whole
+    driver.find_element(By.CSS_SELECTOR, "button[aria-label=\"Play Bob's reference\"]").click()
+    duration = wait_for(driver, lambda: driver.execute_script(
+        "const a = document.getElementById('reference-player');"
+        "return a.readyState >= 1 && !a.paused ? a.duration : null"))
+    assert duration == pytest.approx(sf.info(io.BytesIO(reference_wavs["Bob"])).duration,
+                                     abs=0.05)
+    driver.execute_script("document.getElementById('reference-player').pause()")
+    assert studio.api("GET", "/speakers/spk_unknown/reference").status_code == 404
+
     by_id(driver, "voice-search").send_keys("bo")
     assert names() == ["Bob"]
     by_id(driver, "voice-search").send_keys(Keys.BACKSPACE * 2)  # input events, as typed

@@ -34,6 +34,14 @@ class SpeakerOut(BaseModel):
     created_at: datetime
 
 
+class ReferenceOut(BaseModel):
+    """Where to download a speaker's reference recording (a signed URL, like a job's files)."""
+
+    url: str
+    content_type: str
+    expires_at: datetime
+
+
 class SpeakerPage(BaseModel):
     items: list[SpeakerOut]
     next_cursor: str | None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from voicereel import idempotency, operations
 from voicereel.api.deps import ScopedRoute, ServicesDep, SpeakersRead, SpeakersWrite
-from voicereel.api.schemas import SpeakerOut, SpeakerPage, speaker_out
+from voicereel.api.schemas import ReferenceOut, SpeakerOut, SpeakerPage, speaker_out
 from voicereel.db import repo
 from voicereel.errors import PayloadTooLarge
 
@@ -62,6 +62,15 @@ def list_speakers(
 def get_speaker(speaker_id: str, services: ServicesDep, caller: SpeakersRead) -> Any:
     with services.db.session() as session:
         return speaker_out(repo.get_speaker(session, caller.tenant.id, speaker_id))
+
+
+@router.get("/{speaker_id}/reference", response_model=ReferenceOut)
+def get_reference(speaker_id: str, request: Request, services: ServicesDep,
+                  caller: SpeakersRead) -> Any:
+    """A signed download URL of the speaker's reference recording (to listen to it)."""
+    link = operations.reference_link(services, caller.tenant.id, speaker_id,
+                                     str(request.base_url))
+    return {"url": link.url, "content_type": link.content_type, "expires_at": link.expires_at}
 
 
 @router.delete("/{speaker_id}", status_code=204)

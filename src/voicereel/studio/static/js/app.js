@@ -17,6 +17,7 @@ const state = {
   voicePage: { items: [], cursor: null },
   rows: [{ speaker_id: "", text: "", speed: 1, pause_after_ms: null }],
   droppedFile: null,
+  toastAt: 0,
   polling: null,
   player: null,
 };
@@ -35,7 +36,10 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-function toast(text) { $("toast").textContent = text; }
+function toast(text) {
+  $("toast").textContent = text;
+  state.toastAt = Date.now();
+}
 
 function fmtBytes(n) {
   if (n < 1024) return `${n} B`;
@@ -153,7 +157,10 @@ function renderVoices() {
     el("td", {}, s.name),
     el("td", {}, s.lang),
     el("td", {}, fmtSeconds(s.speech_seconds)),
-    el("td", {}, el("button", {
+    el("td", { class: "nowrap" }, el("button", {
+      type: "button", class: "small secondary", "aria-label": `Play ${s.name}'s reference`,
+      onclick: () => playReference(s).catch((e) => toast(explain(e))),
+    }, "Play"), el("button", {
       type: "button", class: "small danger", "aria-label": `Delete ${s.name}`,
       onclick: () => confirmDelete(s),
     }, "Delete")))));
@@ -167,6 +174,15 @@ async function showVoices() {
     n.textContent = String(state.config.min_reference_speech_seconds);
   });
   await loadVoicePage(true);
+}
+
+async function playReference(speaker) {
+  const link = await call(`/speakers/${speaker.id}/reference`);
+  $("reference-box").hidden = false;
+  $("reference-title").textContent = `Reference recording of ${speaker.name}`;
+  const player = $("reference-player");
+  player.src = link.url;
+  await player.play();
 }
 
 function confirmDelete(speaker) {
@@ -639,7 +655,12 @@ async function start() {
     if (file) $("paste-text").value = await file.text();
   });
   $("render-form").addEventListener("submit", render);
-  window.addEventListener("hashchange", () => { stopPolling(); route(); });
+  window.addEventListener("hashchange", () => {
+    stopPolling();
+    // a message said just before this navigation is about it; older ones are not
+    if (Date.now() - (state.toastAt || 0) > 1000) toast("");
+    route();
+  });
   await route();
 }
 
