@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
@@ -53,7 +54,11 @@ class _SecuredFiles(StaticFiles):
                 message = {**message, "headers": headers}
             await send(message)
 
-        await super().__call__(scope, receive, send_secured)
+        try:
+            await super().__call__(scope, receive, send_secured)
+        except HTTPException as exc:  # raised before any answer started: answer it here
+            await PlainTextResponse(str(exc.detail), exc.status_code, headers=HEADERS)(
+                scope, receive, send)
 
 
 def limits(settings: Settings) -> dict[str, int]:
