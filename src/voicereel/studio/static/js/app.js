@@ -56,7 +56,7 @@ function currentView() {
   return VIEWS.includes(name) ? name : "voices";
 }
 
-async function route() {
+async function route(moveFocus = false) {
   const signedIn = Boolean(savedKey());
   const view = signedIn ? currentView() : "signin";
   $("nav").hidden = !signedIn;
@@ -79,9 +79,15 @@ async function route() {
       signOut(explain(err));
       return;
     }
-    toast(err.message);
+    toast(err instanceof Problem ? explain(err) : err.message);
   }
   document.body.dataset.ready = view;
+  if (moveFocus) {
+    // after a navigation, screen readers start at the new view's heading
+    const heading = document.querySelector(`#view-${view} h2`);
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
+  }
 }
 
 function go(view) {
@@ -659,7 +665,7 @@ async function start() {
     stopPolling();
     // a message said just before this navigation is about it; older ones are not
     if (Date.now() - (state.toastAt || 0) > 1000) toast("");
-    route();
+    route(true);
   });
   await route();
 }
