@@ -13,12 +13,15 @@ from voicereel.auth import signing
 from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
 from voicereel.db.tables import ApiKey, Job, Speaker, Tenant
+from voicereel.domain.languages import canonical_tag
 from voicereel.domain.revisions import RevisionRequest, apply_edits
-from voicereel.domain.script import SynthesisRequest, check_limits, units_total
+from voicereel.domain.script import SynthesisRequest, check_limits, line_language, units_total
+from voicereel.engines.registry import engine_for, engines_speaking, unsupported
 from voicereel.errors import JobBusy, ValidationFailed
 from voicereel.jobs.runners.base import JobRunner
 from voicereel.observability import current_request_id
 from voicereel.services import Services
+from voicereel.settings import Settings
 from voicereel.storage import job_prefix, speaker_prefix
 from voicereel.uploads import decode_reference
 from voicereel.webhooks import check_callback_url
@@ -64,10 +67,15 @@ def register_speaker(services: Services, tenant: Tenant, name: str, data: bytes,
     if len(transcript) > settings.max_transcript_chars:
         errors.append({"loc": ["body", "transcript"],
                        "msg": f"at most {settings.max_transcript_chars} characters"})
-    if not lang.strip() or len(lang) > settings.max_lang_chars:
+    if len(lang) > settings.max_lang_chars:
         errors.append({"loc": ["body", "lang"],
                        "msg": f"lang must be a language tag like en (at most "
                               f"{settings.max_lang_chars} characters)"})
+    else:
+        try:
+            lang = canonical_tag(lang)
+        except ValueError as exc:
+            errors.append({"loc": ["body", "lang"], "msg": str(exc)})
     if errors:
         raise ValidationFailed("the speaker is not valid", errors=errors)
     reference = decode_reference(data, settings, lambda samples, rate: (
@@ -114,7 +122,7 @@ def add_job(session: Session, services: Services, tenant: Tenant, request: Synth
     """
     if api_key is not None:
         check_job_slots(session, services.settings, api_key)
-    check_speakers(session, tenant, request)
+    check_speakers(session, services.settings, tenant, request)
     return repo.add_job(session, Job(
         id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
         request=request.model_dump(mode="json"), units_total=units_total(request),
@@ -122,8 +130,10 @@ def add_job(session: Session, services: Services, tenant: Tenant, request: Synth
         request_id=current_request_id()))
 
 
-def check_speakers(session: Session, tenant: Tenant, request: SynthesisRequest) -> None:
-    """Every line's speaker is one of the tenant's."""
+def check_speakers(session: Session, settings: Settings, tenant: Tenant,
+                   request: SynthesisRequest) -> None:
+    """Every line's speaker is one of the tenant's, and its language one an engine here
+    speaks."""
     wanted = {line.speaker_id for line in request.script}
     known = repo.speakers_by_id(session, tenant.id, wanted)
     unknown = [i for i, line in enumerate(request.script) if line.speaker_id not in known]
@@ -131,6 +141,26 @@ def check_speakers(session: Session, tenant: Tenant, request: SynthesisRequest) 
         raise ValidationFailed("the script names speakers this account does not have", errors=[
             {"loc": ["body", "script", i, "speaker_id"],
              "msg": f"unknown speaker {request.script[i].speaker_id}"} for i in unknown])
+    check_languages(settings, request, {sid: s.lang for sid, s in known.items()})
+
+
+def check_languages(settings: Settings, request: SynthesisRequest,
+                    speaker_langs: dict[str, str]) -> None:
+    """Every line's language is spoken by the configured engine or the fallback engine;
+    LanguageUnsupported (422) names the lines that are not and the engines that would speak
+    them."""
+    refused: list[dict[str, object]] = []
+    first = ""
+    for i, line in enumerate(request.script):
+        lang = line_language(line, speaker_langs[line.speaker_id])
+        if engine_for(settings, lang) is None:
+            first = first or lang
+            refused.append({"loc": ["body", "script", i, "lang"],
+                            "msg": f"the configured engine does not speak {lang}",
+                            "type": "language-unsupported", "lang": lang,
+                            "engines": engines_speaking(lang)})
+    if refused:
+        raise unsupported(settings, first, refused)
 
 
 @dataclass
@@ -155,7 +185,7 @@ def revise_job(session: Session, services: Services, tenant: Tenant, job_id: str
     check_job_request(services, revised.request)
     if api_key is not None:
         check_job_slots(session, services.settings, api_key)
-    check_speakers(session, tenant, revised.request)
+    check_speakers(session, services.settings, tenant, revised.request)
     purges = repo.revise_job(
         session, job, request=revised.request.model_dump(mode="json"),
         edits=[edit.model_dump(mode="json", exclude_unset=True) for edit in revision.edits],

@@ -62,6 +62,7 @@ RECIPES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("post", "/v1/audio/speech"): lambda w: {"json": {
         "model": "tts-1", "input": "Hi.", "voice": w.speaker_id, "response_format": "wav"}},
     ("get", "/v1/models"): lambda w: {},
+    ("get", "/v1/languages"): lambda w: {},
     ("get", "/v1/models/{model_id}"): lambda w: {"path": {"model_id": "tts-1"}},
     ("get", "/v1/usage"): lambda w: {},
     ("get", "/v1/webhook-secret"): lambda w: {},

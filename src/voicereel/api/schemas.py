@@ -171,3 +171,26 @@ class UsageReport(BaseModel):
 class WebhookSecretOut(BaseModel):
     secret: str
     signature_header: str
+
+
+class EngineLanguage(BaseModel):
+    tag: str  # primary BCP 47 subtag; any region or script of it is accepted (ko-KR)
+    name: str
+    quality: Literal["native", "fallback"]
+    normalisation: str  # what is done to the text before the engine reads it
+
+
+class EngineLanguages(BaseModel):
+    name: str
+    configured: bool  # renders the lines (VOICEREEL_ENGINE)
+    fallback: bool  # renders the lines the configured one cannot speak
+    languages: list[EngineLanguage]
+
+
+class LanguagesOut(BaseModel):
+    """`GET /v1/languages`."""
+
+    engine: str
+    fallback_engine: str | None
+    engines: list[EngineLanguages]
+    accepted: list[str]  # the languages a line may be in here (configured or fallback engine)

@@ -16,6 +16,7 @@ fails the job with a readable message.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import io
 import logging
 import time
@@ -39,7 +40,13 @@ from voicereel.db.tables import Job, JobFile, Speaker, utcnow
 from voicereel.domain import caption_layout
 from voicereel.domain import captions as captions_mod
 from voicereel.domain.markup import split_pauses, strip_markup
-from voicereel.domain.script import AudioBudget, SynthesisRequest, line_characters, units_total
+from voicereel.domain.script import (
+    AudioBudget,
+    SynthesisRequest,
+    line_characters,
+    line_language,
+    units_total,
+)
 from voicereel.domain.textnorm import normalize, project_spans
 from voicereel.domain.timeline import Segment, TimedWord, Timeline
 from voicereel.engines.base import Voice
@@ -262,6 +269,10 @@ def render_line(services: Services, plan: JobPlan, index: int,
     started = time.perf_counter()
     line = plan.request.script[index]
     voice = plan.voices[line.speaker_id]
+    lang = line_language(line, voice.lang)
+    if lang != voice.lang:
+        voice = dataclasses.replace(voice, lang=lang)
+    engine = services.engine_for(lang)
     rate = plan.request.output.sample_rate
     clips: list[np.ndarray] = []
     pauses: list[int] = []
@@ -271,9 +282,9 @@ def render_line(services: Services, plan: JobPlan, index: int,
     for piece in split_pauses(line.text, services.settings.max_pause_ms):
         clip = np.zeros(0, np.float32)
         if piece.text.strip():
-            norm = normalize(piece.text, voice.lang)
+            norm = normalize(piece.text, lang)
             spoken.append(norm.spoken_text)
-            out = services.engine.synthesize(norm.spoken_text, voice, speed=line.speed,
+            out = engine.synthesize(norm.spoken_text, voice, speed=line.speed,
                                              seed=seed)
             seed = out.seed if seed is None else seed
             clip = fade_edges(resample(out.audio, out.sample_rate, rate), rate)
@@ -289,7 +300,7 @@ def render_line(services: Services, plan: JobPlan, index: int,
         pauses.append(pause)
         offset += len(clip) + pause
     audio, _ = concat_with_pauses(clips, pauses)
-    meta = {"engine": services.engine.name, "profile_version": voice.profile.get("version"),
+    meta = {"engine": engine.name, "lang": lang, "profile_version": voice.profile.get("version"),
             "seed": seed, "speaker_id": voice.speaker_id, "text": line.text,
             "speed": line.speed, "spoken": spoken}
     return RenderedLine(audio, words, time.perf_counter() - started, meta)
