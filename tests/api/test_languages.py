@@ -155,3 +155,22 @@ def test_a_fallback_engine_speaks_what_the_configured_one_cannot(
     assert normalize(text, "fr").spoken_text == text
     starts = [w["start"] for w in french["words"]]
     assert starts == sorted(starts) and len(set(starts)) == len(starts), french
+
+
+def test_the_korean_demo_renders_a_korean_dialogue(
+        client: TestClient, reference_wavs: dict[str, bytes], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicereel import demo
+
+    # the session's references are the demo's voices; made once, not again here
+    by_voice = {voice: reference_wavs[name] for name, voice in demo.VOICES.items()}
+    monkeypatch.setattr(demo, "make_reference", lambda pitch, tempo: by_voice[(pitch, tempo)])
+    demo._drive(client, tmp_path, lambda message: None, "ko")
+    caption = json.loads((tmp_path / "demo.json").read_text())
+    assert [s["text"] for s in caption["segments"]] == [t for _, t in demo.KOREAN_DIALOGUE]
+    assert set(caption["speakers"].values()) == set(demo.KOREAN_NAMES.values())
+    words = {w["text"]: w.get("spoken") for s in caption["segments"] for w in s["words"]}
+    assert words["3시"] == "세 시" and words["15,000원입니다."] == "만 오천 원입니다."
+    vtt = (tmp_path / "demo.vtt").read_text()
+    assert "<v 민지>" in vtt and "<v 준호>" in vtt and "3시 30분에" in vtt
+    assert (tmp_path / "demo.wav").stat().st_size > 24000 * 2 * 5
