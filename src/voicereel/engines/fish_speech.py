@@ -41,6 +41,7 @@ from scipy import signal
 
 from voicereel import errors
 from voicereel.domain.languages import Quality
+from voicereel.domain.textnorm import normalize
 from voicereel.engines.base import Rendered, Voice, WordSpan
 from voicereel.engines.metrics import FISH_SPEECH_EXHAUSTED, FISH_SPEECH_REQUESTS, FISH_SPEECH_WAIT
 from voicereel.settings import Settings
@@ -577,7 +578,10 @@ class FishSpeechEngine:
         buffer = io.BytesIO()
         sf.write(buffer, np.asarray(audio[a:b], dtype=np.float32), sample_rate,
                  format="WAV", subtype="PCM_16")
-        reference = (buffer.getvalue(), str(profile["span_text"]))
+        # the transcript is read as the lines are: normalised (fish-speech's own normaliser is
+        # off and would read digits in the wrong language)
+        reference = (buffer.getvalue(),
+                     normalize(str(profile["span_text"]), voice.lang).spoken_text)
         with self._references_lock:
             self._references[key] = reference
             while len(self._references) > REFERENCE_CACHE_SIZE:
