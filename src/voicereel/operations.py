@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import soundfile as sf
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session
 
 from voicereel import outbox
 from voicereel.auth import signing
 from voicereel.auth.ratelimit import check_job_slots
 from voicereel.db import repo
-from voicereel.db.tables import ApiKey, Job, Speaker, Tenant
+from voicereel.db.tables import ApiKey, Job, Lexicon, Speaker, Tenant
+from voicereel.domain import lexicon as lexicon_mod
 from voicereel.domain.languages import canonical_tag
-from voicereel.domain.revisions import RevisionRequest, apply_edits
+from voicereel.domain.lexicon import LexiconIn
+from voicereel.domain.markup import split_pauses
+from voicereel.domain.revisions import RevisedScript, RevisionRequest, apply_edits
 from voicereel.domain.script import SynthesisRequest, check_limits, line_language, units_total
+from voicereel.domain.textnorm import normalize
 from voicereel.engines.registry import engine_for, engines_speaking, unsupported
 from voicereel.errors import JobBusy, ValidationFailed
 from voicereel.jobs.runners.base import JobRunner
@@ -123,6 +129,7 @@ def add_job(session: Session, services: Services, tenant: Tenant, request: Synth
     if api_key is not None:
         check_job_slots(session, services.settings, api_key)
     check_speakers(session, services.settings, tenant, request)
+    check_lexicons(session, tenant, request)
     return repo.add_job(session, Job(
         id=repo.new_id("job"), tenant_id=tenant.id, status="queued",
         request=request.model_dump(mode="json"), units_total=units_total(request),
@@ -186,6 +193,9 @@ def revise_job(session: Session, services: Services, tenant: Tenant, job_id: str
     if api_key is not None:
         check_job_slots(session, services.settings, api_key)
     check_speakers(session, services.settings, tenant, revised.request)
+    check_lexicons(session, tenant, revised.request)
+    previous = SynthesisRequest.model_validate(job.request)
+    revised = rerender_lexicon_changes(session, services, tenant, previous, revised)
     purges = repo.revise_job(
         session, job, request=revised.request.model_dump(mode="json"),
         edits=[edit.model_dump(mode="json", exclude_unset=True) for edit in revision.edits],
@@ -222,3 +232,91 @@ def delete_job(services: Services, tenant: Tenant, job_id: str) -> None:
     with services.db.session() as session:
         purge_id = repo.delete_job(session, tenant.id, job_id, job_prefix(tenant.id, job_id))
     outbox.purge(services, purge_id)
+
+
+# --- lexicons --------------------------------------------------------------------------------
+
+
+def parse_lexicon(body: bytes, content_type: str, name: str | None) -> LexiconIn:
+    """A lexicon from a request body: JSON (`LexiconIn`), or a W3C PLS document named `name`.
+    ValidationFailed (422) when it is neither."""
+    try:
+        if content_type.split(";")[0].strip().lower() == lexicon_mod.PLS_MEDIA_TYPE:
+            return lexicon_mod.from_pls(body, name or "imported")
+        return LexiconIn.model_validate_json(body or b"{}")
+    except PydanticValidationError as exc:
+        raise ValidationFailed("the lexicon is not valid", errors=[
+            {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_input=False)]) from exc
+    except ValueError as exc:
+        raise ValidationFailed(f"the lexicon is not valid: {exc}",
+                               errors=[{"loc": ["body"], "msg": str(exc)}]) from exc
+
+
+def _rules_json(lexicon: LexiconIn) -> dict[str, Any]:
+    return {"rules": [rule.model_dump(exclude_none=True) for rule in lexicon.rules]}
+
+
+def create_lexicon(services: Services, tenant: Tenant, lexicon: LexiconIn) -> Lexicon:
+    with services.db.session() as session:
+        return repo.add_lexicon(session, Lexicon(
+            id=repo.new_id("lex"), tenant_id=tenant.id, name=lexicon.name.strip(),
+            lang=lexicon.lang, rules=_rules_json(lexicon)))
+
+
+def replace_lexicon(services: Services, tenant: Tenant, lexicon_id: str,
+                    lexicon: LexiconIn) -> Lexicon:
+    with services.db.session() as session:
+        return repo.update_lexicon(session, tenant.id, lexicon_id, name=lexicon.name.strip(),
+                                   lang=lexicon.lang, rules=_rules_json(lexicon))
+
+
+def delete_lexicon(services: Services, tenant: Tenant, lexicon_id: str) -> None:
+    with services.db.session() as session:
+        repo.delete_lexicon(session, tenant.id, lexicon_id)
+
+
+def rerender_lexicon_changes(session: Session, services: Services, tenant: Tenant,
+                             previous: SynthesisRequest, revised: RevisedScript) -> RevisedScript:
+    """`revised` with every carried-over line whose spoken words the revision's lexicons
+    change (against the previous revision's) marked to render again."""
+    new_ids = revised.request.lexicons
+    if new_ids == previous.lexicons:
+        return revised
+    rows = repo.lexicons_by_id(session, tenant.id, [*previous.lexicons, *new_ids])
+
+    def loaded(ids: list[str]) -> list[lexicon_mod.Lexicon]:
+        return [lexicon_mod.from_row(rows[i].id, rows[i].lang, rows[i].rules)
+                for i in ids if i in rows]
+
+    old, new = loaded(previous.lexicons), loaded(new_ids)
+    script = revised.request.script
+    speakers = repo.speakers_by_id(session, tenant.id, {line.speaker_id for line in script})
+    reused = list(revised.reused_from)
+    for index, source in enumerate(reused):
+        if source is None:
+            continue
+        line = script[index]
+        lang = line_language(line, speakers[line.speaker_id].lang)
+        phonemes = services.engine_for(lang).takes_phonemes
+        for piece in split_pauses(line.text, services.settings.max_pause_ms):
+            if not piece.text.strip():
+                continue
+            said = normalize(piece.text, lang)
+            if (lexicon_mod.apply(said, old, lang, phonemes).spoken_words
+                    != lexicon_mod.apply(said, new, lang, phonemes).spoken_words):
+                reused[index] = None
+                break
+    return RevisedScript(revised.request, reused)
+
+
+def check_lexicons(session: Session, tenant: Tenant, request: SynthesisRequest) -> None:
+    """Every lexicon the request names is one of the tenant's (422 otherwise)."""
+    if not request.lexicons:
+        return
+    known = repo.lexicons_by_id(session, tenant.id, request.lexicons)
+    missing = [i for i, lexicon_id in enumerate(request.lexicons) if lexicon_id not in known]
+    if missing:
+        raise ValidationFailed("the request names lexicons this account does not have", errors=[
+            {"loc": ["body", "lexicons", i], "msg": f"unknown lexicon {request.lexicons[i]}"}
+            for i in missing])

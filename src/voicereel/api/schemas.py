@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from voicereel import audit
 from voicereel.auth.roles import Role
-from voicereel.db.tables import ApiKey, AuditEvent, Speaker
+from voicereel.db.tables import ApiKey, AuditEvent, Lexicon, Speaker
 from voicereel.domain.jobs import JobStatus
 from voicereel.jobs.views import (
     FileLink,
@@ -194,3 +194,30 @@ class LanguagesOut(BaseModel):
     fallback_engine: str | None
     engines: list[EngineLanguages]
     accepted: list[str]  # the languages a line may be in here (configured or fallback engine)
+
+
+class LexiconRuleOut(BaseModel):
+    grapheme: str
+    alias: str | None = None
+    phoneme: str | None = None
+    case_sensitive: bool = False
+
+
+class LexiconOut(BaseModel):
+    id: str
+    name: str
+    lang: str
+    rules: list[LexiconRuleOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class LexiconPage(BaseModel):
+    items: list[LexiconOut]
+    next_cursor: str | None
+
+
+def lexicon_out(lexicon: Lexicon) -> dict[str, Any]:
+    rules = (lexicon.rules or {}).get("rules", [])
+    return {"id": lexicon.id, "name": lexicon.name, "lang": lexicon.lang, "rules": rules,
+            "created_at": lexicon.created_at, "updated_at": lexicon.updated_at}

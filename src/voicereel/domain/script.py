@@ -66,6 +66,9 @@ class SynthesisRequest(BaseModel):
     captions: CaptionOptions = Field(default_factory=CaptionOptions)
     # POSTed the finished job, signed (docs/security.md)
     callback_url: HttpUrl | None = None
+    lexicons: list[str] = Field(default_factory=list, max_length=3, description=(
+        "ids of up to 3 pronunciation lexicons (/v1/lexicons), applied to the lines of their "
+        "language after normalisation; the first listed wins"))
 
 
 # Upper bounds of rendered speech at the slowest pace either engine renders (speed 0.5, or

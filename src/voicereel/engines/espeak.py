@@ -194,6 +194,7 @@ class EspeakEngine:
     """espeak-ng's voices, each speaker's pitch, envelope and pace applied by `adapt`."""
 
     name = "espeak"
+    takes_phonemes = False
     languages: ClassVar[dict[str, Quality]] = {lang: "fallback" for lang in VOICES}
     _base_stats: ClassVar[adapt.VoiceStats | None] = None
     _base_lock: ClassVar[threading.Lock] = threading.Lock()

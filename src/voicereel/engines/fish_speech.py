@@ -457,6 +457,7 @@ class FishSpeechEngine:
     """Renders lines on fish-speech 1.5 API servers (`VOICEREEL_ENGINE=fish-speech`)."""
 
     name = "fish-speech"
+    takes_phonemes = False
     # fish-speech 1.5's model card: over 20k hours of training audio each for the native
     # ones, under 10k hours for the fallback ones.
     languages: ClassVar[dict[str, Quality]] = {

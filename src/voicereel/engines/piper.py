@@ -140,6 +140,7 @@ class PiperEngine:
     """
 
     name = "piper"
+    takes_phonemes = True
     # Korean through the English model: espeak-ng's Korean phonemes, every one of which the
     # model's phoneme map holds (benchmarks/korean.py), read with an English accent.
     languages: ClassVar[dict[str, Quality]] = {"en": "native", "ko": "fallback"}
