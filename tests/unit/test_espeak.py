@@ -31,3 +31,12 @@ def test_a_korean_line_is_timed_word_by_word() -> None:
     assert out.words[0].start == 0 and out.words[-1].end == len(out.audio)
     assert all(w.end > w.start for w in out.words)
     assert all(a.end == b.start for a, b in zip(out.words, out.words[1:], strict=False))
+
+
+def test_korean_and_full_width_sentence_ends_split_long_lines() -> None:
+    from voicereel.engines.piper import sentence_chunks
+
+    korean = ["안녕하세요.", "오늘", "회의는", "세", "시에", "시작합니다!", "준비되셨나요?", "네"]
+    assert sentence_chunks(korean) == [(0, 1), (1, 6), (6, 7), (7, 8)]
+    full_width = ["会議は", "三時に", "始まります。", "準備は", "いいですか？", "はい、", "どうぞ"]
+    assert sentence_chunks(full_width) == [(0, 3), (3, 5), (5, 7)]

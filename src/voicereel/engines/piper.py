@@ -32,8 +32,10 @@ _WORD_CACHE_SIZE = 50_000
 # the model keeps its prosody and pace over chunks of this size, and each chunk is levelled.
 MAX_CHUNK_WORDS = 40
 _MIN_CLAUSE_WORDS = 8
-_SENTENCE_END = (".", "!", "?", "…", '."', '!"', '?"', ".)", "!)", "?)")
-_CLAUSE_END = (",", ";", ":", "—")
+# with the full-width enders of Chinese and Japanese text (and Korean written with them)
+_SENTENCE_END = (".", "!", "?", "…", '."', '!"', '?"', ".)", "!)", "?)", "。", "！", "？",
+                 "。」", "。』", "！」", "？」")
+_CLAUSE_END = (",", ";", ":", "—", "、", "，", "；", "：")
 _NOT_SENTENCE_END = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "e.g.", "i.e.", "no."}
 CHUNK_LEVEL_DBFS = -20.0  # RMS of the active frames of every chunk
 _PEAK_CEILING = 0.95
