@@ -26,9 +26,12 @@ ACTIONS: dict[str, str] = {
     "create_key": "key.create",
     "revoke_key": "key.revoke",
     "rotate_key": "key.rotate",
+    "create_lexicon": "lexicon.create",
+    "replace_lexicon": "lexicon.replace",
+    "delete_lexicon": "lexicon.delete",
 }
 # Path parameters that name the resource a request acts on.
-RESOURCE_PARAMS = ("job_id", "speaker_id", "key_id")
+RESOURCE_PARAMS = ("job_id", "speaker_id", "key_id", "lexicon_id")
 
 
 @dataclass

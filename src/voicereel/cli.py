@@ -228,13 +228,15 @@ def restore(location: str, force: bool) -> None:
 @main.command()
 @click.option("--out", "out_dir", default="demo-output", show_default=True,
               type=click.Path(file_okay=False))
-def demo(out_dir: str) -> None:
+@click.option("--lang", default="en", show_default=True, type=click.Choice(["en", "ko"]),
+              help="The dialogue's language: ko renders a Korean dialogue with Korean captions.")
+def demo(out_dir: str, lang: str) -> None:
     """Register two voices, render a dialogue and write audio and captions, all offline."""
     from voicereel.demo import run_demo
 
     # The demo speaks for itself: service logs (migrations, access lines) would drown it.
     logging.getLogger().setLevel(logging.WARNING)
-    for path in run_demo(out_dir, echo=click.echo):
+    for path in run_demo(out_dir, echo=click.echo, lang=lang):
         click.echo(path)
 
 

@@ -40,6 +40,17 @@ DIALOGUE = [
     ("Bob", "The idea that one steady light could keep so many people safe."),
 ]
 
+# `voicereel demo --lang ko`: the same two voices, registered as Korean speakers, in a Korean
+# dialogue whose numbers the Korean normaliser reads (3시 -> 세 시, 15,000원 -> 만 오천 원).
+KOREAN_NAMES = {"Alice": "민지", "Bob": "준호"}
+KOREAN_DIALOGUE = [
+    ("Alice", "안녕하세요. 오늘 회의는 3시 30분에 시작합니다."),
+    ("Bob", "네, 알겠습니다. 회의실은 3층에 있나요?"),
+    ("Alice", "맞아요. 자료는 2부씩 준비해 주세요. 가격표는 15,000원입니다."),
+    ("Bob", "좋습니다. 그럼 이따가 뵙겠습니다!"),
+]
+DEMO_LANGUAGES = ("en", "ko")
+
 # (pitch factor, tempo factor) of each demo voice against the bundled base voice.
 VOICES = {"Alice": (1.35, 0.95), "Bob": (0.8, 1.05)}
 
@@ -115,11 +126,12 @@ def local_service(tenant: str = "demo", **settings_overrides: Any) -> Iterator[h
             thread.join(timeout=10)
 
 
-def run_demo(out_dir: str, echo: Callable[[str], None] = print) -> list[Path]:
+def run_demo(out_dir: str, echo: Callable[[str], None] = print, lang: str = "en") -> list[Path]:
+    """Render the demo dialogue in `lang` (one of DEMO_LANGUAGES) into `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with local_service() as client:
-        return _drive(client, out, echo)
+        return _drive(client, out, echo, lang)
 
 
 def _wait_ready(client: httpx.Client) -> None:
@@ -133,20 +145,26 @@ def _wait_ready(client: httpx.Client) -> None:
     raise click.ClickException("the demo server did not become ready")
 
 
-def _drive(client: httpx.Client, out: Path, echo: Callable[[str], None]) -> list[Path]:
+def _drive(client: httpx.Client, out: Path, echo: Callable[[str], None],
+           lang: str = "en") -> list[Path]:
+    korean = lang == "ko"
     speaker_ids: dict[str, str] = {}
     for name, (pitch, tempo) in VOICES.items():
         echo(f"Recording and registering the reference voice of {name}...")
         wav = make_reference(pitch, tempo)
         response = client.post("/v1/speakers",
-                               data={"name": name, "transcript": REFERENCE_TRANSCRIPT},
+                               data={"name": KOREAN_NAMES[name] if korean else name,
+                                     "transcript": REFERENCE_TRANSCRIPT, "lang": lang},
                                files={"audio": (f"{name}.wav", wav, "audio/wav")})
         _expect(response, 201)
         speaker_ids[name] = response.json()["id"]
-    script = [{"speaker_id": speaker_ids[name], "text": text} for name, text in DIALOGUE]
+    script = [{"speaker_id": speaker_ids[name], "text": text}
+              for name, text in (KOREAN_DIALOGUE if korean else DIALOGUE)]
+    captions: Any = (["vtt", "srt", "json"] if not korean
+                     else {"formats": ["vtt", "srt", "json"], "style": "korean"})
     response = client.post("/v1/synthesize", json={
         "script": script, "output": {"format": "wav", "sample_rate": 24000},
-        "captions": ["vtt", "srt", "json"]})
+        "captions": captions})
     _expect(response, 202)
     job_url = response.headers["location"]
     with click.progressbar(length=100, label="Rendering the dialogue") as bar:

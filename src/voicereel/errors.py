@@ -16,6 +16,7 @@ status; `api/problems.py` renders them once as RFC 9457 `application/problem+jso
     ├── UnsupportedMediaType (415)
     ├── ValidationFailed (422)  ── AudioUnreadable ── DecodeTimedOut; AudioUnsupported,
     │       ReferenceTooLong, IdempotencyKeyReused, CallbackUrlRefused, AudioTooLong,
+    │       LanguageUnsupported,
     │       NotEnoughSpeech ── ReferenceSilent, ReferenceNoise, ReferenceTone, ReferenceTooShort
     ├── RateLimited (429)
     ├── ServiceUnavailable (503)  ── RetryLater ── StorageUnavailable, DecodeBusy
@@ -183,6 +184,13 @@ class AudioTooLong(ValidationFailed):
     the configured limit; a job that passes it while rendering fails with this message."""
 
     slug, title = "audio-too-long", "The requested audio is longer than allowed"
+
+
+class LanguageUnsupported(ValidationFailed):
+    """A line's language is one the configured engine (and the fallback engine, if any) does
+    not speak; `errors` name the lines and the engines that can."""
+
+    slug, title = "language-unsupported", "The engine does not speak the line's language"
 
 
 class NotEnoughSpeech(ValidationFailed):

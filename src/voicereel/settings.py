@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     signing_secret: str = ""  # empty in development: generated and kept in the data dir
     url_ttl_seconds: int = Field(900, ge=1, le=7 * 24 * 3600)
 
-    engine: Literal["piper", "fish-speech"] = "piper"
+    engine: Literal["piper", "fish-speech", "espeak"] = "piper"
+    # renders the lines whose language the configured engine does not speak (GET
+    # /v1/languages); empty: such lines are refused with 422 language-unsupported
+    language_fallback_engine: Literal["", "piper", "fish-speech", "espeak"] = ""
     runner: Literal["inline", "celery"] = "inline"
     storage: Literal["local", "s3"] = "local"
 

@@ -16,6 +16,7 @@ from tests.api.trust_helpers import add_job_row, add_speaker_row, caller, proble
 from voicereel.api.body_guard import needs_key
 from voicereel.auth.roles import ROLE_NAMES, ROLE_SCOPES, Scope, allows
 from voicereel.db import repo
+from voicereel.db.tables import Lexicon
 from voicereel.services import Services
 
 
@@ -34,6 +35,12 @@ class World:
 
     def job_row(self) -> str:
         return add_job_row(self.services, self.tenant_id, status="failed")
+
+    def lexicon_row(self) -> str:
+        with self.services.db.session() as session:
+            return repo.add_lexicon(session, Lexicon(
+                id=repo.new_id("lex"), tenant_id=self.tenant_id, name="Row", lang="en",
+                rules={"rules": []})).id
 
     def key(self, role: str = "viewer") -> str:
         with self.services.db.session() as session:
@@ -64,6 +71,15 @@ RECIPES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("post", "/v1/audio/speech"): lambda w: {"json": {
         "model": "tts-1", "input": "Hi.", "voice": w.speaker_id, "response_format": "wav"}},
     ("get", "/v1/models"): lambda w: {},
+    ("get", "/v1/languages"): lambda w: {},
+    ("post", "/v1/lexicons"): lambda w: {"json": {"name": "Brands", "lang": "en", "rules": [
+        {"grapheme": "VoiceReel", "alias": "voice reel"}]}},
+    ("get", "/v1/lexicons"): lambda w: {},
+    ("get", "/v1/lexicons/{lexicon_id}"): lambda w: {"path": {"lexicon_id": w.lexicon_row()}},
+    ("put", "/v1/lexicons/{lexicon_id}"): lambda w: {
+        "path": {"lexicon_id": w.lexicon_row()}, "json": {"name": "New", "lang": "en"}},
+    ("delete", "/v1/lexicons/{lexicon_id}"): lambda w: {
+        "path": {"lexicon_id": w.lexicon_row()}},
     ("get", "/v1/models/{model_id}"): lambda w: {"path": {"model_id": "tts-1"}},
     ("get", "/v1/usage"): lambda w: {},
     ("get", "/v1/webhook-secret"): lambda w: {},

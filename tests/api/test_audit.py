@@ -91,16 +91,23 @@ def test_a_scripted_session_is_logged_one_for_one(client: TestClient, services: 
         200, None)
     act("job.delete", client.delete(f"/v1/jobs/{job_c.json()['job_id']}"), 204,
         job_c.json()["job_id"])
+    lexicon = client.post("/v1/lexicons", json={"name": "L", "lang": "en"})
+    act("lexicon.create", lexicon, 201, lexicon.json()["id"])
+    act("lexicon.replace", client.put(f"/v1/lexicons/{lexicon.json()['id']}",
+                                      json={"name": "M", "lang": "en"}), 200,
+        lexicon.json()["id"])
+    act("lexicon.delete", client.delete(f"/v1/lexicons/{lexicon.json()['id']}"), 204,
+        lexicon.json()["id"])
     # without a valid key there is no tenant to log to
     problem(client.post("/v1/synthesize", json=script, headers=_auth("vr_nope")), 401)
-    assert len(expected) == 20
+    assert len(expected) == 23
 
     rows = list(reversed(_audit(client)))  # newest first
     prefixes = {"owner": owner_key.prefix, "editor": editor.json()["prefix"],
                 "viewer": viewer.json()["prefix"]}
     assert [(r["request_id"], r["action"], r["resource_id"], r["status"], r["role"])
             for r in rows] == expected
-    assert len({r["request_id"] for r in rows}) == 20
+    assert len({r["request_id"] for r in rows}) == 23
     # the session made every kind of change the API offers, each under its own name
     changing = [(m, p) for p, item in client.get("/openapi.json").json()["paths"].items()
                 for m in item if m != "get" and p.startswith("/v1/")]

@@ -88,3 +88,33 @@ def test_two_speaker_job_through_the_api(client: TestClient, fake: FakeFishSpeec
     assert [w["text"] for w in first["words"]] == script[0]["text"].split()
     assert all(first["start"] <= w["start"] <= w["end"] <= first["end"] for w in first["words"])
     assert np.sqrt(np.mean(master**2)) > 0.01
+
+
+KOREAN_TRANSCRIPT = " ".join(
+    ["오늘은 2026년 3월 2일입니다.", "회의는 3시에 시작하고 15,000원을 냅니다."] * 12)
+
+
+def test_a_korean_line_and_transcript_reach_fish_speech_normalised(
+        client: TestClient, fake: FakeFishSpeech, reference_wavs: dict[str, bytes]) -> None:
+    r = client.post("/v1/speakers", data={"name": "민지", "transcript": KOREAN_TRANSCRIPT,
+                                          "lang": "ko-KR"},
+                    files={"audio": ("a.wav", reference_wavs["Alice"], "audio/wav")})
+    assert r.status_code == 201, r.text
+    line = "회의는 3시 30분에 시작합니다. 가격은 15,000원입니다."
+    r = client.post("/v1/synthesize", json={"script": [{"speaker_id": r.json()["id"],
+                                                        "text": line}]})
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 120
+    while (job := client.get(r.headers["location"]).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    (received,) = fake.received
+    assert received.request.text == "회의는 세 시 삼십 분에 시작합니다. 가격은 만 오천 원입니다."
+    assert received.request.normalize is False
+    reference_text = received.request.references[0].text
+    assert reference_text and not any(ch.isdigit() for ch in reference_text), reference_text
+    captions = json.loads(client.get(job["result"]["captions"]["json"]["url"]).content)
+    words = captions["segments"][0]["words"]
+    assert [w["text"] for w in words] == line.split()
+    assert words[1]["spoken"] == "세 시"

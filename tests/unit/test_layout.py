@@ -14,7 +14,7 @@ ARCHITECTURE = PACKAGE_ROOT.parents[1] / "docs" / "architecture.md"
 # the implementations themselves, the registries that pick one by setting, and settings.py
 # (where the setting's values are spelled); demo.py makes the demo's reference voices with the
 # bundled piper voice, whichever engine then renders.
-IMPLEMENTATION_NAMES = re.compile(r"celery|piper|fish[_-]speech|S3Storage|LocalStorage",
+IMPLEMENTATION_NAMES = re.compile(r"celery|piper|espeak|fish[_-]speech|S3Storage|LocalStorage",
                                   re.IGNORECASE)
 ALLOWED = ("voicereel.settings", "voicereel.engines", "voicereel.storage",
            "voicereel.jobs.runners", "voicereel.demo")

@@ -15,7 +15,7 @@ from voicereel.api.audit import AuditLog
 from voicereel.api.body_guard import BodyGuard
 from voicereel.api.hsts import StrictTransport
 from voicereel.api.routes import audit as audit_routes
-from voicereel.api.routes import health, jobs, keys, metrics, speakers
+from voicereel.api.routes import health, jobs, keys, languages, lexicons, metrics, speakers
 from voicereel.api.routes import openai_compat as openai_routes
 from voicereel.api.routes import usage as usage_routes
 from voicereel.api.routes import webhooks as webhook_routes
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(AuditLog, services=services)
     app.add_middleware(StrictTransport, max_age_seconds=settings.hsts_max_age_seconds)
 
-    for module in (speakers, jobs, health, metrics):
+    for module in (speakers, jobs, languages, lexicons, health, metrics):
         app.include_router(module.router)
     services.storage.mount_downloads(
         app, functools.partial(operations.stored_key_is_live, services))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from voicereel import audit
 from voicereel.auth.roles import Role
-from voicereel.db.tables import ApiKey, AuditEvent, Speaker
+from voicereel.db.tables import ApiKey, AuditEvent, Lexicon, Speaker
 from voicereel.domain.jobs import JobStatus
 from voicereel.jobs.views import (
     FileLink,
@@ -179,3 +179,53 @@ class UsageReport(BaseModel):
 class WebhookSecretOut(BaseModel):
     secret: str
     signature_header: str
+
+
+class EngineLanguage(BaseModel):
+    tag: str  # primary BCP 47 subtag; any region or script of it is accepted (ko-KR)
+    name: str
+    quality: Literal["native", "fallback"]
+    normalisation: str  # what is done to the text before the engine reads it
+
+
+class EngineLanguages(BaseModel):
+    name: str
+    configured: bool  # renders the lines (VOICEREEL_ENGINE)
+    fallback: bool  # renders the lines the configured one cannot speak
+    languages: list[EngineLanguage]
+
+
+class LanguagesOut(BaseModel):
+    """`GET /v1/languages`."""
+
+    engine: str
+    fallback_engine: str | None
+    engines: list[EngineLanguages]
+    accepted: list[str]  # the languages a line may be in here (configured or fallback engine)
+
+
+class LexiconRuleOut(BaseModel):
+    grapheme: str
+    alias: str | None = None
+    phoneme: str | None = None
+    case_sensitive: bool = False
+
+
+class LexiconOut(BaseModel):
+    id: str
+    name: str
+    lang: str
+    rules: list[LexiconRuleOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class LexiconPage(BaseModel):
+    items: list[LexiconOut]
+    next_cursor: str | None
+
+
+def lexicon_out(lexicon: Lexicon) -> dict[str, Any]:
+    rules = (lexicon.rules or {}).get("rules", [])
+    return {"id": lexicon.id, "name": lexicon.name, "lang": lexicon.lang, "rules": rules,
+            "created_at": lexicon.created_at, "updated_at": lexicon.updated_at}

@@ -17,7 +17,9 @@ class Scope(StrEnum):
     JOBS_WRITE = "jobs:write"  # submit and render (also POST /v1/audio/speech)
     JOBS_REVISE = "jobs:revise"  # submit a revision of a finished job
     JOBS_DELETE = "jobs:delete"
-    MODELS_READ = "models:read"
+    MODELS_READ = "models:read"  # also the languages the engines speak
+    LEXICONS_READ = "lexicons:read"
+    LEXICONS_WRITE = "lexicons:write"  # create, replace and delete pronunciation lexicons
     USAGE_READ = "usage:read"
     WEBHOOKS_READ = "webhooks:read"  # the secret that signs the tenant's callbacks
     KEYS_MANAGE = "keys:manage"
@@ -28,13 +30,14 @@ Role = Literal["owner", "editor", "renderer", "viewer", "billing"]
 ROLE_NAMES: tuple[Role, ...] = ("owner", "editor", "renderer", "viewer", "billing")
 OWNER: Role = "owner"
 
-_READ = frozenset({Scope.SPEAKERS_READ, Scope.JOBS_READ, Scope.MODELS_READ})
+_READ = frozenset({Scope.SPEAKERS_READ, Scope.JOBS_READ, Scope.MODELS_READ,
+                   Scope.LEXICONS_READ})
 
 ROLE_SCOPES: dict[str, frozenset[Scope]] = {
     "owner": frozenset(Scope),
     # Makes content: voices, jobs and revisions, and verifies its callbacks.
     "editor": _READ | {Scope.SPEAKERS_WRITE, Scope.JOBS_WRITE, Scope.JOBS_REVISE,
-                       Scope.JOBS_DELETE, Scope.WEBHOOKS_READ},
+                       Scope.JOBS_DELETE, Scope.WEBHOOKS_READ, Scope.LEXICONS_WRITE},
     # Automation that renders with the voices it is given; cannot add or remove anything.
     "renderer": _READ | {Scope.JOBS_WRITE, Scope.JOBS_REVISE},
     "viewer": _READ,

@@ -45,6 +45,7 @@ from voicereel.db.tables import (
     JobFile,
     JobRevision,
     JobUnit,
+    Lexicon,
     SeenSignature,
     Speaker,
     StoragePurge,
@@ -248,6 +249,55 @@ def speakers_by_id(session: Session, tenant_id: str, ids: set[str]) -> dict[str,
         select(Speaker).where(Speaker.tenant_id == tenant_id, Speaker.id.in_(ids))
     )
     return {row.id: row for row in rows}
+
+
+def add_lexicon(session: Session, lexicon: Lexicon) -> Lexicon:
+    session.add(lexicon)
+    session.flush()
+    return lexicon
+
+
+def get_lexicon(session: Session, tenant_id: str, lexicon_id: str) -> Lexicon:
+    lexicon = session.scalar(
+        select(Lexicon).where(Lexicon.tenant_id == tenant_id, Lexicon.id == lexicon_id))
+    if lexicon is None:
+        raise NotFound(f"lexicon {lexicon_id} not found")
+    return lexicon
+
+
+def lexicons_by_id(session: Session, tenant_id: str, ids: list[str]) -> dict[str, Lexicon]:
+    rows = session.scalars(
+        select(Lexicon).where(Lexicon.tenant_id == tenant_id, Lexicon.id.in_(ids)))
+    return {row.id: row for row in rows}
+
+
+def list_lexicons(session: Session, tenant_id: str, limit: int, cursor: str | None) -> Page:
+    """Newest first; the cursor is the (created_at, id) of the last row seen."""
+    query = select(Lexicon).where(Lexicon.tenant_id == tenant_id)
+    if cursor:
+        created_at, row_id = _decode_cursor(cursor)
+        query = query.where(or_(Lexicon.created_at < created_at,
+                                and_(Lexicon.created_at == created_at, Lexicon.id < row_id)))
+    rows = list(session.scalars(
+        query.order_by(Lexicon.created_at.desc(), Lexicon.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return Page(rows, next_cursor)
+
+
+def update_lexicon(session: Session, tenant_id: str, lexicon_id: str, *, name: str, lang: str,
+                   rules: dict[str, Any]) -> Lexicon:
+    lexicon = get_lexicon(session, tenant_id, lexicon_id)
+    lexicon.name, lexicon.lang, lexicon.rules = name, lang, rules
+    lexicon.updated_at = utcnow()
+    session.flush()
+    return lexicon
+
+
+def delete_lexicon(session: Session, tenant_id: str, lexicon_id: str) -> None:
+    session.delete(get_lexicon(session, tenant_id, lexicon_id))
+    session.flush()
 
 
 def speaker_names(session: Session, tenant_id: str) -> list[tuple[str, str]]:

@@ -96,6 +96,21 @@ class Speaker(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Lexicon(Base):
+    """A tenant's pronunciation lexicon for one language (`domain/lexicon.py`)."""
+
+    __tablename__ = "lexicons"
+    __table_args__ = (Index("ix_lexicons_tenant_created", "tenant_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    lang: Mapped[str] = mapped_column(String(40))
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"rules": [Rule, ...]}
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status_lease", "status", "lease_expires_at"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from voicereel.domain.captions import CaptionOptions
 from voicereel.domain.script import (
@@ -68,9 +68,18 @@ class RevisionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    edits: list[Edit] = Field(min_length=1)
+    edits: list[Edit] = Field(default_factory=list)
     output: OutputOptions | None = None
     captions: CaptionOptions | None = None
+    lexicons: list[str] | None = Field(None, max_length=3, description=(
+        "the revision's lexicons (replacing the job's); only the lines whose spoken words "
+        "they change render again"))
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> RevisionRequest:
+        if not self.edits and self.lexicons is None:
+            raise ValueError("a revision needs edits or lexicons")
+        return self
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,8 @@ def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> Revise
         data["output"] = revision.output.model_dump(mode="json")
     if revision.captions is not None:
         data["captions"] = revision.captions.model_dump(mode="json")
+    if revision.lexicons is not None:
+        data["lexicons"] = list(revision.lexicons)
     request = SynthesisRequest.model_validate(data)
     if request.output.sample_rate != previous.output.sample_rate:
         reused_from = [None] * len(lines)  # units hold audio at the old rate: all render anew

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from voicereel.domain.captions import CaptionOptions
+from voicereel.domain.languages import canonical_tag
 from voicereel.domain.markup import split_pauses, strip_markup
 from voicereel.domain.textnorm import normalize
 from voicereel.errors import AudioTooLong, ValidationFailed
@@ -27,6 +28,14 @@ class ScriptLine(BaseModel):
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description=(
         "renders the line the same way again (on engines that honour seeds); unset: the "
         "engine picks one, shown in the job's revisions"))
+    lang: str | None = Field(None, max_length=35, description=(
+        "BCP 47 tag of the line's language (default: its speaker's), e.g. an English line in "
+        "a Korean script"))
+
+    @field_validator("lang")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        return None if value is None else canonical_tag(value)
 
     @field_validator("text")
     @classmethod
@@ -57,6 +66,9 @@ class SynthesisRequest(BaseModel):
     captions: CaptionOptions = Field(default_factory=CaptionOptions)
     # POSTed the finished job, signed (docs/security.md)
     callback_url: HttpUrl | None = None
+    lexicons: list[str] = Field(default_factory=list, max_length=3, description=(
+        "ids of up to 3 pronunciation lexicons (/v1/lexicons), applied to the lines of their "
+        "language after normalisation; the first listed wins"))
 
 
 # Upper bounds of rendered speech at the slowest pace either engine renders (speed 0.5, or
@@ -155,6 +167,11 @@ def check_limits(request: SynthesisRequest, settings: Settings) -> None:
         errors.append({"loc": ["body", "script"], "msg": detail})
     if errors:
         raise ValidationFailed("the script exceeds the service limits", errors=errors)
+
+
+def line_language(line: ScriptLine, speaker_lang: str) -> str:
+    """The language a line is spoken in: its own `lang`, else its speaker's."""
+    return line.lang or speaker_lang
 
 
 def units_total(request: SynthesisRequest) -> int:

@@ -47,6 +47,8 @@ class Engine(Protocol):
     """A text-to-speech engine. Implementations: `piper` (CPU, bundled) and `fish-speech`."""
 
     name: str
+    takes_phonemes: bool
+    """Whether raw IPA phonemes in the text (`[[...]]`, lexicon phoneme rules) are spoken."""
 
     def analyse_reference(
         self, audio: np.ndarray, sample_rate: int, transcript: str, lang: str

@@ -31,7 +31,7 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 import msgpack
@@ -40,6 +40,8 @@ import soundfile as sf
 from scipy import signal
 
 from voicereel import errors
+from voicereel.domain.languages import Quality
+from voicereel.domain.textnorm import normalize
 from voicereel.engines.base import Rendered, Voice, WordSpan
 from voicereel.engines.metrics import FISH_SPEECH_EXHAUSTED, FISH_SPEECH_REQUESTS, FISH_SPEECH_WAIT
 from voicereel.settings import Settings
@@ -455,6 +457,13 @@ class FishSpeechEngine:
     """Renders lines on fish-speech 1.5 API servers (`VOICEREEL_ENGINE=fish-speech`)."""
 
     name = "fish-speech"
+    takes_phonemes = False
+    # fish-speech 1.5's model card: over 20k hours of training audio each for the native
+    # ones, under 10k hours for the fallback ones.
+    languages: ClassVar[dict[str, Quality]] = {
+        "en": "native", "zh": "native", "ja": "native", "de": "native", "fr": "native",
+        "es": "native", "ko": "native", "ar": "native", "ru": "native", "nl": "fallback",
+        "it": "fallback", "pl": "fallback", "pt": "fallback"}
 
     def __init__(self, settings: Settings) -> None:
         urls = [u.strip().rstrip("/") for u in settings.fish_speech_urls.split(",") if u.strip()]
@@ -570,7 +579,10 @@ class FishSpeechEngine:
         buffer = io.BytesIO()
         sf.write(buffer, np.asarray(audio[a:b], dtype=np.float32), sample_rate,
                  format="WAV", subtype="PCM_16")
-        reference = (buffer.getvalue(), str(profile["span_text"]))
+        # the transcript is read as the lines are: normalised (fish-speech's own normaliser is
+        # off and would read digits in the wrong language)
+        reference = (buffer.getvalue(),
+                     normalize(str(profile["span_text"]), voice.lang).spoken_text)
         with self._references_lock:
             self._references[key] = reference
             while len(self._references) > REFERENCE_CACHE_SIZE:

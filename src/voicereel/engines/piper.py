@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from voicereel.domain.languages import Quality, primary
 from voicereel.engines import adapt
 from voicereel.engines.base import Rendered, Voice, WordSpan
 from voicereel.errors import SynthesisFailed
@@ -31,8 +32,10 @@ _WORD_CACHE_SIZE = 50_000
 # the model keeps its prosody and pace over chunks of this size, and each chunk is levelled.
 MAX_CHUNK_WORDS = 40
 _MIN_CLAUSE_WORDS = 8
-_SENTENCE_END = (".", "!", "?", "…", '."', '!"', '?"', ".)", "!)", "?)")
-_CLAUSE_END = (",", ";", ":", "—")
+# with the full-width enders of Chinese and Japanese text (and Korean written with them)
+_SENTENCE_END = (".", "!", "?", "…", '."', '!"', '?"', ".)", "!)", "?)", "。", "！", "？",
+                 "。」", "。』", "！」", "？」")
+_CLAUSE_END = (",", ";", ":", "—", "、", "，", "；", "：")
 _NOT_SENTENCE_END = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "e.g.", "i.e.", "no."}
 CHUNK_LEVEL_DBFS = -20.0  # RMS of the active frames of every chunk
 _PEAK_CEILING = 0.95
@@ -139,6 +142,10 @@ class PiperEngine:
     """
 
     name = "piper"
+    takes_phonemes = True
+    # Korean through the English model: espeak-ng's Korean phonemes, every one of which the
+    # model's phoneme map holds (benchmarks/korean.py), read with an English accent.
+    languages: ClassVar[dict[str, Quality]] = {"en": "native", "ko": "fallback"}
     _base_stats: ClassVar[adapt.VoiceStats | None] = None
     _base_lock: ClassVar[threading.Lock] = threading.Lock()
 
@@ -146,7 +153,8 @@ class PiperEngine:
         self._settings = settings
         self._voice: Any = None
         self._lock = threading.Lock()
-        self._word_phonemes: dict[str, str] = {}
+        self._word_phonemes: dict[tuple[str, str], str] = {}
+        self._voices: dict[str, Any] = {}  # the model phonemising another espeak language
         self._late_profiles: dict[str, adapt.Profile] = {}
         self._seeds = random.Random(settings.piper_seed)  # the seeds of unseeded renders
         self._seeds_lock = threading.Lock()
@@ -172,6 +180,20 @@ class PiperEngine:
                     model.SerializeToString(), providers=["CPUExecutionProvider"]), moments)
                 self._voice = voice
             return self._voice
+
+    def _model_for(self, lang: str) -> Any:
+        """The model with espeak-ng phonemising `lang`'s text (the model itself is shared)."""
+        model = self._model()
+        language = primary(lang)
+        if language not in self.languages or language == "en":
+            return model
+        with self._lock:
+            if language not in self._voices:
+                import dataclasses
+
+                self._voices[language] = dataclasses.replace(
+                    model, config=dataclasses.replace(model.config, espeak_voice=language))
+            return self._voices[language]
 
     def new_seed(self) -> int:
         with self._seeds_lock:
@@ -249,16 +271,18 @@ class PiperEngine:
         seed = self.new_seed() if seed is None else seed
         for number, (start, end) in enumerate(sentence_chunks(tokens)):
             audio, spans = self.render_base(" ".join(tokens[start:end]), length_scale,
-                                            seed=(seed + number) % SEED_LIMIT)
+                                            seed=(seed + number) % SEED_LIMIT,
+                                            lang=voice.lang)
             audio = level_chunk(adapt.transform(audio, self.sample_rate, profile),
                                 self.sample_rate)
             chunks.append((audio, spans))
         return chunks
 
-    def render_base(self, text: str, length_scale: float = 1.0,
-                    seed: int | None = None) -> tuple[np.ndarray, list[WordSpan]]:
-        """The unmodified joe voice, and one span per whitespace token of `text`."""
-        voice = self._model()
+    def render_base(self, text: str, length_scale: float = 1.0, seed: int | None = None,
+                    lang: str = "en") -> tuple[np.ndarray, list[WordSpan]]:
+        """The unmodified joe voice reading `text` as `lang` (the phonemes of its espeak-ng
+        voice), and one span per whitespace token of `text`."""
+        voice = self._model_for(lang)
         with voice.session.seeded(self.new_seed() if seed is None else seed):
             return self._render_base(voice, text, length_scale)
 
@@ -288,14 +312,16 @@ class PiperEngine:
             raise SynthesisFailed(f"piper could not render the line: {exc}") from exc
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         lead = round(_MAX_WORD_LEAD_SECONDS * self.sample_rate)
-        return audio.astype(np.float32), word_spans(text, phones, self._phonemes_of_word, lead)
+        language = voice.config.espeak_voice
+        return audio.astype(np.float32), word_spans(
+            text, phones, lambda word: self._phonemes_of_word(word, voice, language), lead)
 
-    def _phonemes_of_word(self, word: str) -> str:
-        cached = self._word_phonemes.get(word)
+    def _phonemes_of_word(self, word: str, voice: Any, language: str) -> str:
+        cached = self._word_phonemes.get((language, word))
         if cached is None:
-            cached = "".join(p for sentence in self._model().phonemize(word) for p in sentence)
+            cached = "".join(p for sentence in voice.phonemize(word) for p in sentence)
             if len(self._word_phonemes) < _WORD_CACHE_SIZE:
-                self._word_phonemes[word] = cached
+                self._word_phonemes[(language, word)] = cached
         return cached
 
 

@@ -16,6 +16,7 @@ fails the job with a readable message.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import io
 import logging
 import time
@@ -36,10 +37,16 @@ from voicereel.audio.io import resample
 from voicereel.audio.mix import concat_with_pauses, fade_edges, level_master
 from voicereel.db import repo
 from voicereel.db.tables import Job, JobFile, Speaker, utcnow
-from voicereel.domain import caption_layout
+from voicereel.domain import caption_layout, lexicon
 from voicereel.domain import captions as captions_mod
 from voicereel.domain.markup import split_pauses, strip_markup
-from voicereel.domain.script import AudioBudget, SynthesisRequest, line_characters, units_total
+from voicereel.domain.script import (
+    AudioBudget,
+    SynthesisRequest,
+    line_characters,
+    line_language,
+    units_total,
+)
 from voicereel.domain.textnorm import normalize, project_spans
 from voicereel.domain.timeline import Segment, TimedWord, Timeline
 from voicereel.engines.base import Voice
@@ -84,6 +91,7 @@ class JobPlan:
     created_at: datetime  # of this revision (latency is measured from it)
     budget: AudioBudget  # the audio its lines may render, counted as they render
     revision: int = 1
+    lexicons: list[lexicon.Lexicon] = dataclasses.field(default_factory=list)
 
     @property
     def prefix(self) -> str:
@@ -243,13 +251,19 @@ def load_plan(services: Services, job: Job | str) -> JobPlan:
         request = SynthesisRequest.model_validate(job.request)
         wanted = {line.speaker_id for line in request.script}
         speakers = repo.speakers_by_id(session, job.tenant_id, wanted)
+        rows = repo.lexicons_by_id(session, job.tenant_id, request.lexicons)
     missing = sorted(wanted - speakers.keys())
     if missing:
         raise SynthesisFailed(f"speaker(s) {', '.join(missing)} were deleted after submission")
+    gone = [lexicon_id for lexicon_id in request.lexicons if lexicon_id not in rows]
+    if gone:
+        raise SynthesisFailed(f"lexicon(s) {', '.join(gone)} were deleted after submission")
     voices = {sid: voice_for(services, spk) for sid, spk in speakers.items()}
     return JobPlan(job.id, job.tenant_id, request, speakers, voices,
                    job.revised_at or job.created_at,
-                   AudioBudget.for_job(services.settings), job.revision)
+                   AudioBudget.for_job(services.settings), job.revision,
+                   [lexicon.from_row(rows[i].id, rows[i].lang, rows[i].rules)
+                    for i in request.lexicons])
 
 
 def render_line(services: Services, plan: JobPlan, index: int,
@@ -262,6 +276,10 @@ def render_line(services: Services, plan: JobPlan, index: int,
     started = time.perf_counter()
     line = plan.request.script[index]
     voice = plan.voices[line.speaker_id]
+    lang = line_language(line, voice.lang)
+    if lang != voice.lang:
+        voice = dataclasses.replace(voice, lang=lang)
+    engine = services.engine_for(lang)
     rate = plan.request.output.sample_rate
     clips: list[np.ndarray] = []
     pauses: list[int] = []
@@ -271,9 +289,10 @@ def render_line(services: Services, plan: JobPlan, index: int,
     for piece in split_pauses(line.text, services.settings.max_pause_ms):
         clip = np.zeros(0, np.float32)
         if piece.text.strip():
-            norm = normalize(piece.text, voice.lang)
+            norm = lexicon.apply(normalize(piece.text, lang), plan.lexicons, lang,
+                                 engine.takes_phonemes)
             spoken.append(norm.spoken_text)
-            out = services.engine.synthesize(norm.spoken_text, voice, speed=line.speed,
+            out = engine.synthesize(norm.spoken_text, voice, speed=line.speed,
                                              seed=seed)
             seed = out.seed if seed is None else seed
             clip = fade_edges(resample(out.audio, out.sample_rate, rate), rate)
@@ -289,7 +308,7 @@ def render_line(services: Services, plan: JobPlan, index: int,
         pauses.append(pause)
         offset += len(clip) + pause
     audio, _ = concat_with_pauses(clips, pauses)
-    meta = {"engine": services.engine.name, "profile_version": voice.profile.get("version"),
+    meta = {"engine": engine.name, "lang": lang, "profile_version": voice.profile.get("version"),
             "seed": seed, "speaker_id": voice.speaker_id, "text": line.text,
             "speed": line.speed, "spoken": spoken}
     return RenderedLine(audio, words, time.perf_counter() - started, meta)
