@@ -4,14 +4,13 @@ and PostgreSQL through the shared fixtures, the real piper and espeak-ng engines
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.job_helpers import register_speaker, wait_for_job
 from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.domain.textnorm import normalize
@@ -20,23 +19,6 @@ from voicereel.engines.fish_speech import FishSpeechEngine
 from voicereel.engines.piper import PiperEngine
 from voicereel.services import build_services
 from voicereel.settings import Settings
-
-
-def _speaker(client: TestClient, wav: bytes, name: str, lang: str) -> str:
-    r = client.post("/v1/speakers", data={"name": name, "lang": lang},
-                    files={"audio": ("r.wav", wav, "audio/wav")})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def _wait(client: TestClient, job_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
 
 
 def test_languages_lists_each_engines_declaration(client: TestClient) -> None:
@@ -66,15 +48,16 @@ def test_speaker_lang_must_be_a_known_tag(client: TestClient,
         assert r.status_code == 422, (bad, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
         assert [e["loc"] for e in r.json()["errors"]] == [["body", "lang"]], r.text
-    speaker = client.get(f"/v1/speakers/{_speaker(client, reference_wavs['Bob'], 'B', 'ko-kr')}")
+    korean = register_speaker(client, reference_wavs["Bob"], "B", "ko-kr")
+    speaker = client.get(f"/v1/speakers/{korean}")
     assert speaker.json()["lang"] == "ko-KR"
 
 
 def test_korean_and_english_script_end_to_end(client: TestClient,
                                               reference_wavs: dict[str, bytes]) -> None:
-    minji = _speaker(client, reference_wavs["Alice"], "민지", "ko")
-    junho = _speaker(client, reference_wavs["Bob"], "준호", "ko-KR")
-    emma = _speaker(client, reference_wavs["Alice"], "Emma", "en")
+    minji = register_speaker(client, reference_wavs["Alice"], "민지", "ko")
+    junho = register_speaker(client, reference_wavs["Bob"], "준호", "ko-KR")
+    emma = register_speaker(client, reference_wavs["Alice"], "Emma", "en")
     script = [
         {"speaker_id": minji, "text": "오늘 회의는 3시 30분에 시작합니다."},
         {"speaker_id": junho, "text": "가격은 15,000원입니다. 2명이 옵니다."},
@@ -83,7 +66,7 @@ def test_korean_and_english_script_end_to_end(client: TestClient,
     ]
     r = client.post("/v1/synthesize", json={"script": script, "captions": ["json", "vtt"]})
     assert r.status_code == 202, r.text
-    job = _wait(client, r.json()["job_id"])
+    job = wait_for_job(client, r.json()["job_id"])
     assert job["status"] == "succeeded", job
     caption = json.loads(client.get(job["result"]["captions"]["json"]["url"]).text)
     segments = caption["segments"]
@@ -104,8 +87,8 @@ def test_korean_and_english_script_end_to_end(client: TestClient,
 
 def test_a_language_the_engine_cannot_speak_is_refused(client: TestClient,
                                                        reference_wavs: dict[str, bytes]) -> None:
-    ja = _speaker(client, reference_wavs["Alice"], "Haruka", "ja")
-    en = _speaker(client, reference_wavs["Bob"], "Bob", "en")
+    ja = register_speaker(client, reference_wavs["Alice"], "Haruka", "ja")
+    en = register_speaker(client, reference_wavs["Bob"], "Bob", "en")
     r = client.post("/v1/synthesize", json={"script": [
         {"speaker_id": en, "text": "Hello."}, {"speaker_id": ja, "text": "こんにちは。"},
         {"speaker_id": en, "text": "Bonjour.", "lang": "fr"}]})
@@ -139,13 +122,13 @@ def test_a_fallback_engine_speaks_what_the_configured_one_cannot(
         fallback_client: TestClient, reference_wavs: dict[str, bytes]) -> None:
     client = fallback_client
     assert client.get("/v1/languages").json()["fallback_engine"] == "espeak"
-    en = _speaker(client, reference_wavs["Bob"], "Bob", "en")
+    en = register_speaker(client, reference_wavs["Bob"], "Bob", "en")
     text = "Nous commençons à 15 heures précises."
     r = client.post("/v1/synthesize", json={"script": [
         {"speaker_id": en, "text": "We start now."},
         {"speaker_id": en, "text": text, "lang": "fr-FR"}]})
     assert r.status_code == 202, r.text
-    job = _wait(client, r.json()["job_id"])
+    job = wait_for_job(client, r.json()["job_id"])
     assert job["status"] == "succeeded", job
     caption = json.loads(client.get(job["result"]["captions"]["json"]["url"]).text)
     french = caption["segments"][1]

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
-import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from tests.api.job_helpers import register_speaker, wait_for_job
 from voicereel.domain.lexicon import PLS_MEDIA_TYPE, PLS_NS
 from voicereel.engines.piper import PiperEngine
 from voicereel.settings import Settings
@@ -23,21 +23,6 @@ PLS = f"""<?xml version="1.0" encoding="UTF-8"?>
 </lexicon>""".encode()
 
 
-def _speaker(client: TestClient, wav: bytes, name: str, lang: str = "en") -> str:
-    r = client.post("/v1/speakers", data={"name": name, "lang": lang},
-                    files={"audio": ("r.wav", wav, "audio/wav")})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def _wait(client: TestClient, job_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
 
 
 def _words(client: TestClient, job: dict[str, Any]) -> list[list[dict[str, Any]]]:
@@ -107,8 +92,8 @@ def test_alias_and_ipa_rules_change_what_the_engine_is_given(
     korean = client.post("/v1/lexicons", json={"name": "Ko", "lang": "ko", "rules": [
         {"grapheme": "voicereel", "alias": "보이스릴"}]}).json()
     theirs = other_client.post("/v1/lexicons", json={"name": "T", "lang": "en"}).json()
-    alice = _speaker(client, reference_wavs["Alice"], "Alice")
-    minji = _speaker(client, reference_wavs["Bob"], "민지", "ko")
+    alice = register_speaker(client, reference_wavs["Alice"], "Alice")
+    minji = register_speaker(client, reference_wavs["Bob"], "민지", "ko")
     script = [{"speaker_id": alice, "text": "Welcome to VoiceReel, Ms. Nguyen."},
               {"speaker_id": minji, "text": "VoiceReel에 오신 걸 환영합니다."},
               {"speaker_id": alice, "text": "Thanks, see you at 5."}]
@@ -119,7 +104,7 @@ def test_alias_and_ipa_rules_change_what_the_engine_is_given(
     r = client.post("/v1/synthesize", json={"script": script, "captions": ["json"],
                                             "lexicons": [brands["id"], korean["id"]]})
     assert r.status_code == 202, r.text
-    job = _wait(client, r.json()["job_id"])
+    job = wait_for_job(client, r.json()["job_id"])
     assert job["status"] == "succeeded", job
     first, second, third = _words(client, job)
     assert [w["text"] for w in first] == script[0]["text"].split()  # captions keep the words
@@ -135,7 +120,7 @@ def test_alias_and_ipa_rules_change_what_the_engine_is_given(
         {"grapheme": "Nguyen", "alias": "win"}]}).json()
     revised = client.post(f"/v1/jobs/{job['id']}/revisions", json={"lexicons": [names["id"]]})
     assert revised.status_code == 202, revised.text
-    job = _wait(client, job["id"])
+    job = wait_for_job(client, job["id"])
     assert job["status"] == "succeeded", job
     takes = client.get(f"/v1/jobs/{job['id']}/revisions/2").json()["takes"]
     assert [t["rendered_in"] for t in takes] == [2, 1, 1]
