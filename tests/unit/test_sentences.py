@@ -24,7 +24,8 @@ def test_korean_words_that_look_alike_do_not(token: str) -> None:
     assert not ends_sentence(token)
 
 
-@pytest.mark.parametrize("token", ["end.", "Why?", "stop!\"", "wait…", "終わり。", "本当？」", "(done.)"])
+@pytest.mark.parametrize("token", ["end.", "Why?", "stop!\"", "wait…", "終わり。", "本当？」",
+                                   "(done.)"])
 def test_punctuation_ends_a_sentence_in_every_script(token: str) -> None:
     assert ends_sentence(token)
 
@@ -40,14 +41,14 @@ def test_clause_marks_of_every_script() -> None:
 
 
 def test_a_long_korean_line_without_full_stops_splits_at_its_verb_endings() -> None:
-    line = ("오늘 회의는 세 시에 시작합니다 다들 준비되셨나요 자료는 제가 보내 드릴게요 "
-            "질문이 있으면 언제든지 말씀해 주세요").split()
+    line = ["오늘", "회의는", "세", "시에", "시작합니다", "다들", "준비되셨나요", "자료는", "제가",
+            "보내", "드릴게요", "질문이", "있으면", "언제든지", "말씀해", "주세요"]
     assert sentence_chunks(line) == [(0, 5), (5, 7), (7, 11), (11, 16)]
 
 
 def test_korean_cues_break_at_verb_endings() -> None:
-    words = ("회의는 세 시에 시작합니다 자료는 제가 미리 보내 드릴게요 질문이 있으면 언제든지 "
-             "말씀해 주세요").split()
+    words = ["회의는", "세", "시에", "시작합니다", "자료는", "제가", "미리", "보내", "드릴게요",
+             "질문이", "있으면", "언제든지", "말씀해", "주세요"]
     timed = [{"text": w, "start": k * 0.5, "end": k * 0.5 + 0.45} for k, w in enumerate(words)]
     captions = {"segments": [{"index": 0, "speaker": "지민", "speaker_id": "spk_1",
                               "words": timed}]}
