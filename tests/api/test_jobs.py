@@ -60,6 +60,50 @@ def test_formats_and_rates(client: TestClient, reference_wavs: dict[str, bytes],
         assert abs(len(data) / rate - captions["duration"]) < 0.001
 
 
+def test_a_revision_with_only_a_new_output_re_encodes_without_rendering(
+        client: TestClient, reference_wavs: dict[str, bytes]) -> None:
+    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    r = client.post("/v1/synthesize", json={
+        "script": [{"speaker_id": alice, "text": "Rendered once."},
+                   {"speaker_id": alice, "text": "Then heard in every format."}],
+        "output": {"format": "wav", "stems": True}, "captions": ["vtt", "json"]})
+    first = _wait(client, r.json()["job_id"])
+    assert first["status"] == "succeeded", first
+    job_id = first["id"]
+    wav, rate = sf.read(io.BytesIO(client.get(first["result"]["audio"]["url"]).content))
+    billed = client.get("/v1/usage").json()["totals"]["characters"]
+
+    for number, fmt in enumerate(["mp3", "ogg", "flac"], start=2):
+        r = client.post(f"/v1/jobs/{job_id}/revisions",
+                        json={"output": {"format": fmt, "stems": True}})
+        assert r.status_code == 202, r.text
+        assert r.json()["lines_to_render"] == []
+        job = _wait(client, job_id)
+        assert job["status"] == "succeeded" and job["revision"] == number, job
+        revision = client.get(f"/v1/jobs/{job_id}/revisions/{number}").json()
+        assert [t["rendered_in"] for t in revision["takes"]] == [1, 1]
+        assert revision["characters"] == 0
+        audio = client.get(job["result"]["audio"]["url"])
+        assert audio.headers["content-type"] == job["result"]["audio"]["content_type"]
+        data, got_rate = sf.read(io.BytesIO(audio.content))
+        assert got_rate == rate and len(job["result"]["stems"]) == 1
+        if fmt == "flac":  # lossless: the same master, sample for sample (to 16 bits)
+            assert np.abs(data - wav).max() < 2 ** -14
+        else:  # a lossy encoding of the same master: as long, give or take its frames
+            assert abs(len(data) - len(wav)) / rate < 0.1
+        assert client.get(job["result"]["captions"]["vtt"]["url"]).content == client.get(
+            first["result"]["captions"]["vtt"]["url"]).content
+    assert client.get("/v1/usage").json()["totals"]["characters"] == billed
+
+    restyled = client.post(f"/v1/jobs/{job_id}/revisions",
+                           json={"captions": {"formats": ["srt", "json"]}})
+    assert restyled.status_code == 202 and restyled.json()["lines_to_render"] == []
+    job = _wait(client, job_id)
+    assert job["status"] == "succeeded" and set(job["result"]["captions"]) >= {"srt", "json"}
+    assert "vtt" not in job["result"]["captions"]
+    assert client.post(f"/v1/jobs/{job_id}/revisions", json={}).status_code == 422
+
+
 def _queued_job(services: Services, tenant_name: str, speaker_id: str) -> str:
     with services.db.session() as session:
         tenant = repo.get_or_create_tenant(session, tenant_name)
