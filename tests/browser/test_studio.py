@@ -16,7 +16,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -31,6 +31,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.conftest import HEIGHT, SCREENSHOTS, WIDTH, BrowserWatch, Studio
+from voicereel.domain.script import AudioFormat
 
 WAIT_SECONDS = 60.0
 RENDER_WAIT_SECONDS = 240.0
@@ -325,6 +326,8 @@ def test_script_paste_row_errors_and_render_to_100_percent(
             seen.append(value)
         time.sleep(0.05)
     assert seen == sorted(seen) and seen[-1] == 100
+    # the bar moves line by line: a value on the way (of 4 lines and the assembly) is seen
+    assert [v for v in seen if 0 < v < 100], seen
     assert by_id(driver, "job-progress-text").text == "100 %"
     assert by_id(driver, "job-status").text == "succeeded"
     watch.check()
@@ -404,33 +407,55 @@ def test_fix_line_2_renders_only_that_line(
     watch.check()
 
 
-def test_export_zip_holds_every_file(
+def test_export_offers_every_format_and_the_zip_holds_every_file(
         driver: webdriver.Chrome, studio: Studio, watch: BrowserWatch, axe_source: str) -> None:
     open_view(driver, studio, "export")
     job = job_of(studio, driver)
     result = job["result"]
     links = [result["audio"], *result["captions"].values(), *result["stems"].values()]
     assert len(driver.find_elements(By.CSS_SELECTOR, "#export-rows tr")) == len(links)
+    formats = [tr.get_attribute("data-format")
+               for tr in driver.find_elements(By.CSS_SELECTOR, "#format-rows tr")]
+    assert formats == list(get_args(AudioFormat))
     screenshot(driver, "export")
     assert serious_violations(driver, axe_source) == []
 
+    # another format is a revision that renders no line: the same takes, encoded again
+    driver.find_element(By.XPATH, "//button[text()='Make MP3']").click()
+    wait_for(driver, lambda: "holds the audio in MP3" in by_id(driver, "export-status").text,
+             RENDER_WAIT_SECONDS)
+    assert by_id(driver, "export-panel").get_attribute("data-lines-to-render") == ""
+    wav_revision = studio.api("GET", f"/jobs/{job['id']}/revisions/2").json()
+    job = job_of(studio, driver)
+    assert job["revision"] == 3 and job["result"]["audio"]["content_type"] == "audio/mpeg"
+    revision = studio.api("GET", f"/jobs/{job['id']}/revisions/3").json()
+    assert [t["rendered_in"] for t in revision["takes"]] == [1, 2, 1, 1]
+    assert revision["characters"] == 0
+    made = {tr.get_attribute("data-format"): tr.text
+            for tr in driver.find_elements(By.CSS_SELECTOR, "#format-rows tr")}
+    assert made["wav"].endswith("Download WAV (revision 2)")
+    assert made["mp3"].endswith("Download MP3 (revision 3, latest)")
+    assert made["flac"].endswith("Make FLAC")
+
     by_id(driver, "export-zip").click()
-    archive = studio.downloads / f"{job['id']}-r2.zip"
+    archive = studio.downloads / f"{job['id']}-r3.zip"
     wait_for(driver, lambda: archive.is_file() and "Saved" in by_id(driver, "export-status").text)
+    result = job["result"]
     with zipfile.ZipFile(archive) as zipped:
         assert zipped.testzip() is None
         names = set(zipped.namelist())
         def name(link: dict[str, Any]) -> str:
             return parse_qs(urlparse(link["url"]).query)["name"][0]
-        assert names == ({name(result["audio"])}
+        wav = wav_revision["result"]["audio"]
+        assert names == ({name(result["audio"]), name(wav)}
                          | {f"captions/{name(link)}" for link in result["captions"].values()}
                          | {f"stems/{name(link)}" for link in result["stems"].values()})
         assert set(result["captions"]) >= CAPTION_FORMATS
         assert len(result["stems"]) == 2
 
-
-        audio = zipped.read(name(result["audio"]))
-        assert audio == httpx.get(result["audio"]["url"]).content
+        assert zipped.read(name(result["audio"])) == httpx.get(result["audio"]["url"]).content
+        audio = zipped.read(name(wav))
+        assert audio == httpx.get(wav["url"]).content
         assert sf.info(io.BytesIO(audio)).duration == pytest.approx(result["duration"], abs=0.01)
     watch.check()
 

@@ -553,6 +553,62 @@ function exportFiles(job) {
   return files.map((f) => ({ ...f, name: f.folder + fileName(f.link.url, f.kind) }));
 }
 
+// Two revisions sound alike, whatever their format, when they assemble the same takes the
+// same way.
+function sameAudio(a, b) {
+  const key = (r) => JSON.stringify([r.request.script, r.request.lexicons || [],
+    r.request.output.sample_rate, r.request.output.loudness_lufs]);
+  return key(a) === key(b);
+}
+
+// For each format the API encodes, the newest kept revision that holds this audio in it.
+function audioFormats(revisions) {
+  const latest = revisions[revisions.length - 1];
+  const made = new Map();
+  for (const r of revisions) { // oldest first: a newer revision of a format wins
+    if (r.result && sameAudio(r, latest)) made.set(r.request.output.format, r);
+  }
+  return state.config.audio_formats.map((format) => ({ format, revision: made.get(format) || null }));
+}
+
+async function waitForJob(id) {
+  for (;;) {
+    const job = await call(`/jobs/${id}`);
+    if (job.status !== "queued" && job.status !== "running") return job;
+    await new Promise((done) => { setTimeout(done, POLL_MS); });
+  }
+}
+
+async function makeFormat(job, latest, format) {
+  const status = $("export-status");
+  document.querySelectorAll("#format-rows button").forEach((b) => { b.disabled = true; });
+  try {
+    // the whole output as it is, but the format: a new rate or loudness would render anew
+    const output = { ...latest.request.output, format };
+    const answer = await call(`/jobs/${job.id}/revisions`, { method: "POST", json: { output } });
+    $("export-panel").dataset.linesToRender = answer.lines_to_render.join(",");
+    status.textContent = `Encoding ${format.toUpperCase()} as revision ${answer.revision}…`;
+    const done = await waitForJob(job.id);
+    if (done.status !== "succeeded") throw new Error(done.error || `the revision ${done.status}`);
+    await showExport();
+    status.textContent = `Revision ${answer.revision} holds the audio in ${format.toUpperCase()}.`;
+  } catch (err) {
+    status.textContent = err instanceof Problem ? explain(err) : err.message;
+    document.querySelectorAll("#format-rows button").forEach((b) => { b.disabled = false; });
+  }
+}
+
+function renderFormats(job, revisions) {
+  const latest = revisions[revisions.length - 1];
+  $("format-rows").replaceChildren(...audioFormats(revisions).map(({ format, revision }) => el("tr", { dataset: { format } },
+    el("td", {}, format.toUpperCase()),
+    el("td", {}, revision
+      ? el("a", { href: revision.result.audio.url, download: "" },
+        `Download ${format.toUpperCase()} (revision ${revision.number}${revision.latest ? ", latest" : ""})`)
+      : el("button", { type: "button", class: "small secondary", onclick: () => makeFormat(job, latest, format) },
+        `Make ${format.toUpperCase()}`)))));
+}
+
 async function showExport() {
   const id = sessionStorage.getItem(JOB_ITEM);
   const job = id ? await call(`/jobs/${id}`) : null;
@@ -561,10 +617,22 @@ async function showExport() {
   $("export-panel").hidden = !ready;
   if (!ready) return;
   if (!state.speakers.length) await loadAllSpeakers();
+  const revisions = (await call(`/jobs/${id}/revisions`)).revisions;
+  renderFormats(job, revisions);
   const files = exportFiles(job);
+  // the zip also holds the audio in every other format already made
+  const names = new Set(files.map((f) => f.name));
+  for (const { format, revision } of audioFormats(revisions)) {
+    if (!revision || revision.number === job.revision) continue;
+    let name = fileName(revision.result.audio.url, `audio.${format}`);
+    if (names.has(name)) name = `r${revision.number}-${name}`;
+    names.add(name);
+    files.push({ kind: format, label: `Audio (${revision.result.audio.content_type}, revision ${revision.number})`,
+      link: revision.result.audio, folder: "", name, listed: false });
+  }
   const minutes = Math.round((new Date(job.result.expires_at) - Date.now()) / 60000);
   $("export-ttl").textContent = `about ${minutes} minutes`;
-  $("export-rows").replaceChildren(...files.map((f) => el("tr", {},
+  $("export-rows").replaceChildren(...files.filter((f) => f.listed !== false).map((f) => el("tr", {},
     el("td", {}, el("a", { href: f.link.url, download: "" }, f.label)),
     el("td", {}, f.link.content_type),
     el("td", {}, fmtBytes(f.link.size_bytes)))));
