@@ -31,6 +31,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.conftest import HEIGHT, SCREENSHOTS, WIDTH, BrowserWatch, Studio
+from voicereel.db import repo
+from voicereel.db.tables import Speaker
 from voicereel.domain.script import AudioFormat
 
 WAIT_SECONDS = 60.0
@@ -92,6 +94,17 @@ def sign_in(driver: webdriver.Chrome, key: str) -> None:
     field.clear()
     field.send_keys(key)
     by_id(driver, "signin-form").find_element(By.CSS_SELECTOR, "button").click()
+
+
+def voice_names(driver: webdriver.Chrome) -> list[str]:
+    return list(driver.execute_script(
+        "return [...document.querySelectorAll('#voice-rows tr td:first-child')]"
+        ".map((td) => td.textContent)"))
+
+
+def searched(driver: webdriver.Chrome) -> str | None:
+    """The search the voice list shows the server's answer to."""
+    return by_id(driver, "voice-table").get_attribute("data-query")
 
 
 def job_of(studio: Studio, driver: webdriver.Chrome) -> dict[str, Any]:
@@ -232,9 +245,7 @@ def test_voices_upload_drop_refuse_and_delete(
                        files={"audio": ("carol.wav", reference_wavs["Alice"], "audio/wav")})
     assert carol.status_code == 201, carol.text
     open_view(driver, studio, "voices")
-    names = lambda: driver.execute_script(  # noqa: E731
-        "return [...document.querySelectorAll('#voice-rows tr td:first-child')]"
-        ".map((td) => td.textContent)")
+    names = lambda: voice_names(driver)  # noqa: E731
     assert sorted(names()) == ["Alice", "Bob", "Carol"]
     driver.find_element(By.CSS_SELECTOR, "button[aria-label='Delete Carol']").click()
     wait_for(driver, lambda: by_id(driver, "confirm-dialog").get_attribute("open") is not None)
@@ -256,9 +267,9 @@ def test_voices_upload_drop_refuse_and_delete(
     assert studio.api("GET", "/speakers/spk_unknown/reference").status_code == 404
 
     by_id(driver, "voice-search").send_keys("bo")
-    assert names() == ["Bob"]
+    wait_for(driver, lambda: searched(driver) == "bo" and names() == ["Bob"])
     by_id(driver, "voice-search").send_keys(Keys.BACKSPACE * 2)  # input events, as typed
-    wait_for(driver, lambda: len(names()) == 2)
+    wait_for(driver, lambda: searched(driver) == "" and len(names()) == 2)
     screenshot(driver, "voices")
     assert serious_violations(driver, axe_source) == []
     watch.check()
@@ -476,4 +487,38 @@ def test_account_shows_usage_keys_and_audit(
     assert "job.submit" in actions and "speaker.delete" in actions
     screenshot(driver, "account")
     assert serious_violations(driver, axe_source) == []
+    watch.check()
+
+
+def test_voices_search_and_page_past_the_first_page(
+        driver: webdriver.Chrome, studio: Studio, watch: BrowserWatch) -> None:
+    # 19 more voices, copies of Bob's row: registering 19 references over the API would spend
+    # about 25 s analysing recordings that the steps before have already shown being analysed
+    with studio.services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, studio.tenant)
+        bob = next(s for s in repo.list_speakers(session, tenant.id, 100, None, "Bob").items)
+        for i in range(19):
+            repo.add_speaker(session, Speaker(
+                id=repo.new_id("spk"), tenant_id=tenant.id, name=f"Extra {i:02d}", lang=bob.lang,
+                transcript="", reference_key=bob.reference_key,
+                reference_format=bob.reference_format, reference_seconds=bob.reference_seconds,
+                speech_seconds=bob.speech_seconds, engine=bob.engine, profile=bob.profile))
+    every = [s["name"] for s in studio.api("GET", "/speakers?limit=100").json()["items"]]
+    assert len(every) == 21 and every[-1] == "Alice"  # newest first: Alice is on page 2
+
+    open_view(driver, studio, "voices")
+    assert voice_names(driver) == every[:20]
+    more = by_id(driver, "voice-more")
+    assert more.is_displayed()
+    # the server searches every voice, not only the page shown
+    by_id(driver, "voice-search").send_keys("ALI")
+    wait_for(driver, lambda: searched(driver) == "ALI" and voice_names(driver) == ["Alice"])
+    by_id(driver, "voice-search").send_keys(Keys.BACKSPACE * 3)
+    wait_for(driver, lambda: searched(driver) == "" and voice_names(driver) == every[:20])
+    more.click()
+    wait_for(driver, lambda: voice_names(driver) == every)
+    assert not more.is_displayed()
+    by_id(driver, "voice-search").send_keys("extra 1")
+    wait_for(driver, lambda: searched(driver) == "extra 1" and voice_names(driver) == [
+        name for name in every if name.startswith("Extra 1")])
     watch.check()

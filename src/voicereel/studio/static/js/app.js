@@ -9,12 +9,14 @@ import { makeZip } from "./zip.js";
 const $ = (id) => document.getElementById(id);
 const JOB_ITEM = "voicereel.job_id";
 const POLL_MS = 400;
+const VOICE_PAGE = 20;
+const SEARCH_DELAY_MS = 250; // one search when typing pauses, not one per key
 const VIEWS = ["signin", "voices", "script", "job", "export", "account"];
 
 const state = {
   config: null,
   speakers: [], // every voice, for the speaker pickers
-  voicePage: { items: [], cursor: null },
+  voicePage: { items: [], cursor: null, query: "", asked: 0 },
   rows: [{ speaker_id: "", text: "", speed: 1, pause_after_ms: null }],
   droppedFile: null,
   toastAt: 0,
@@ -147,18 +149,28 @@ async function loadAllSpeakers() {
   return all;
 }
 
+// The server searches (?name=) and pages (?cursor=): the list holds what it answered for the
+// query in the search box, a page more at each "Load more".
 async function loadVoicePage(reset) {
-  if (reset) state.voicePage = { items: [], cursor: null };
-  const cursor = state.voicePage.cursor;
-  const page = await call(`/speakers?limit=20${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+  if (reset) {
+    state.voicePage = { items: [], cursor: null, query: $("voice-search").value.trim(),
+      asked: state.voicePage.asked + 1 };
+  }
+  const { cursor, asked, query } = state.voicePage;
+  const params = new URLSearchParams({ limit: String(VOICE_PAGE) });
+  if (query) params.set("name", query);
+  if (cursor) params.set("cursor", cursor);
+  const page = await call(`/speakers?${params}`);
+  if (state.voicePage.asked !== asked) return; // a newer search was typed meanwhile
   state.voicePage.items.push(...page.items);
   state.voicePage.cursor = page.next_cursor;
   renderVoices();
 }
 
 function renderVoices() {
-  const query = $("voice-search").value.trim().toLowerCase();
-  const shown = state.voicePage.items.filter((s) => s.name.toLowerCase().includes(query));
+  const shown = state.voicePage.items;
+  $("voice-table").dataset.query = state.voicePage.query;
+  $("voice-empty").textContent = state.voicePage.query ? "No voice has this in its name." : "No voices yet: register one.";
   $("voice-rows").replaceChildren(...shown.map((s) => el("tr", { dataset: { speaker: s.id } },
     el("td", {}, s.name),
     el("td", {}, s.lang),
@@ -715,7 +727,11 @@ async function start() {
   $("signin-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut());
   $("voice-form").addEventListener("submit", registerVoice);
-  $("voice-search").addEventListener("input", renderVoices);
+  let searching = null;
+  $("voice-search").addEventListener("input", () => {
+    clearTimeout(searching);
+    searching = setTimeout(() => loadVoicePage(true).catch((e) => toast(explain(e))), SEARCH_DELAY_MS);
+  });
   $("voice-more").addEventListener("click", () => loadVoicePage(false).catch((e) => toast(e.message)));
   wireDropZone();
   wireRecorder();
