@@ -28,7 +28,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser.conftest import HEIGHT, SCREENSHOTS, WIDTH, BrowserWatch, Studio
 from voicereel.db import repo
@@ -142,6 +142,7 @@ def test_sign_in_refuses_wrong_revoked_and_expired_keys(
     wait_for(driver, lambda: "has expired" in by_id(driver, "signin-error").text)
     assert driver.execute_script("return sessionStorage.getItem('voicereel.api_key')") is None
     screenshot(driver, "sign-in-error")
+    assert serious_violations(driver, axe_source) == []
     watch.check(expected_statuses=(401,))
 
     # by keyboard alone: the key field, Enter submits; the focus ring is visible
@@ -442,14 +443,25 @@ def test_export_offers_every_format_and_the_zip_holds_every_file(
     revision = studio.api("GET", f"/jobs/{job['id']}/revisions/3").json()
     assert [t["rendered_in"] for t in revision["takes"]] == [1, 2, 1, 1]
     assert revision["characters"] == 0
+
+    # the captions in another style profile: again a revision that renders no line
+    Select(by_id(driver, "export-style")).select_by_value("bbc")
+    by_id(driver, "export-restyle").click()
+    wait_for(driver, lambda: "captions in the bbc style" in by_id(driver, "export-status").text,
+             RENDER_WAIT_SECONDS)
+    assert by_id(driver, "export-panel").get_attribute("data-lines-to-render") == ""
+    revision = studio.api("GET", f"/jobs/{job['id']}/revisions/4").json()
+    assert revision["request"]["captions"]["style"] == "bbc" and revision["characters"] == 0
+    assert revision["request"]["output"]["format"] == "mp3"
     made = {tr.get_attribute("data-format"): tr.text
             for tr in driver.find_elements(By.CSS_SELECTOR, "#format-rows tr")}
     assert made["wav"].endswith("Download WAV (revision 2)")
-    assert made["mp3"].endswith("Download MP3 (revision 3, latest)")
+    assert made["mp3"].endswith("Download MP3 (revision 4, latest)")
     assert made["flac"].endswith("Make FLAC")
 
+    job = job_of(studio, driver)
     by_id(driver, "export-zip").click()
-    archive = studio.downloads / f"{job['id']}-r3.zip"
+    archive = studio.downloads / f"{job['id']}-r4.zip"
     wait_for(driver, lambda: archive.is_file() and "Saved" in by_id(driver, "export-status").text)
     result = job["result"]
     with zipfile.ZipFile(archive) as zipped:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from voicereel.domain.caption_layout import StyleName
 from voicereel.domain.script import AudioFormat
 from voicereel.settings import Settings
 
@@ -65,8 +66,9 @@ class _SecuredFiles(StaticFiles):
 
 def limits(settings: Settings) -> dict[str, int | list[str]]:
     """The script limits the editor counts against (the API enforces them), and the audio
-    formats the API encodes (the export offers each)."""
+    formats and caption styles the API makes (the export offers each)."""
     return {"audio_formats": list(get_args(AudioFormat)),
+            "caption_styles": list(get_args(StyleName)),
             "max_script_lines": settings.max_script_lines,
             "max_line_chars": settings.max_line_chars,
             "max_script_chars": settings.max_script_chars,

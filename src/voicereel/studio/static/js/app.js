@@ -569,7 +569,7 @@ function exportFiles(job) {
 // same way.
 function sameAudio(a, b) {
   const key = (r) => JSON.stringify([r.request.script, r.request.lexicons || [],
-    r.request.output.sample_rate, r.request.output.loudness_lufs]);
+    r.request.output.sample_rate, r.request.output.loudness_lufs, r.request.captions.fit]);
   return key(a) === key(b);
 }
 
@@ -591,23 +591,37 @@ async function waitForJob(id) {
   }
 }
 
-async function makeFormat(job, latest, format) {
+// A revision with no edits, only a new output or captions: the same takes assembled again.
+async function reviseFiles(job, body, doing, done) {
   const status = $("export-status");
-  document.querySelectorAll("#format-rows button").forEach((b) => { b.disabled = true; });
+  const buttons = document.querySelectorAll("#format-rows button, #export-restyle");
+  buttons.forEach((b) => { b.disabled = true; });
   try {
-    // the whole output as it is, but the format: a new rate or loudness would render anew
-    const output = { ...latest.request.output, format };
-    const answer = await call(`/jobs/${job.id}/revisions`, { method: "POST", json: { output } });
+    const answer = await call(`/jobs/${job.id}/revisions`, { method: "POST", json: body });
     $("export-panel").dataset.linesToRender = answer.lines_to_render.join(",");
-    status.textContent = `Encoding ${format.toUpperCase()} as revision ${answer.revision}…`;
-    const done = await waitForJob(job.id);
-    if (done.status !== "succeeded") throw new Error(done.error || `the revision ${done.status}`);
+    status.textContent = `${doing} as revision ${answer.revision}…`;
+    const finished = await waitForJob(job.id);
+    if (finished.status !== "succeeded") throw new Error(finished.error || `the revision ${finished.status}`);
     await showExport();
-    status.textContent = `Revision ${answer.revision} holds the audio in ${format.toUpperCase()}.`;
+    status.textContent = `Revision ${answer.revision} ${done}.`;
   } catch (err) {
     status.textContent = err instanceof Problem ? explain(err) : err.message;
-    document.querySelectorAll("#format-rows button").forEach((b) => { b.disabled = false; });
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
   }
+}
+
+function makeFormat(job, latest, format) {
+  // the whole output as it is, but the format: a new rate or loudness would render anew
+  const output = { ...latest.request.output, format };
+  const name = format.toUpperCase();
+  return reviseFiles(job, { output }, `Encoding ${name}`, `holds the audio in ${name}`);
+}
+
+function restyle(job, latest) {
+  const style = $("export-style").value;
+  const captions = { ...latest.request.captions, style };
+  return reviseFiles(job, { captions }, `Writing the ${style} captions`, `holds the captions in the ${style} style`);
 }
 
 function renderFormats(job, revisions) {
@@ -631,6 +645,10 @@ async function showExport() {
   if (!state.speakers.length) await loadAllSpeakers();
   const revisions = (await call(`/jobs/${id}/revisions`)).revisions;
   renderFormats(job, revisions);
+  const latest = revisions[revisions.length - 1];
+  $("export-style").replaceChildren(...state.config.caption_styles.map((style) => el("option", {
+    value: style, selected: style === latest.request.captions.style }, style)));
+  $("export-restyle").onclick = () => restyle(job, latest);
   const files = exportFiles(job);
   // the zip also holds the audio in every other format already made
   const names = new Set(files.map((f) => f.name));
