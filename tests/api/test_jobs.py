@@ -104,6 +104,37 @@ def test_a_revision_with_only_a_new_output_re_encodes_without_rendering(
     assert client.post(f"/v1/jobs/{job_id}/revisions", json={}).status_code == 422
 
 
+def test_events_follow_a_job_line_by_line_until_it_finishes(
+        client: TestClient, other_client: TestClient, reference_wavs: dict[str, bytes]) -> None:
+    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    r = client.post("/v1/synthesize", json={"script": [
+        {"speaker_id": alice, "text": f"This is line number {n}, followed as it renders."}
+        for n in range(3)], "captions": ["json"]})
+    job_id = r.json()["job_id"]
+    with client.stream("GET", f"/v1/jobs/{job_id}/events") as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        blocks = "".join(answer.iter_text()).split("\n\n")
+    jobs = [json.loads(b.removeprefix("event: job\ndata: ")) for b in blocks
+            if b.startswith("event: job")]
+    assert jobs[-1]["status"] == "succeeded" and jobs[-1]["result"]["audio"]["url"]
+    assert [j for j in jobs[:-1] if j["status"] in ("succeeded", "failed", "canceled")] == []
+    done = [j["units_done"] for j in jobs]
+    assert done == sorted(done) and done[-1] == 3 and jobs[-1]["progress"] == 1.0
+    # the lines show one by one: the stream reads the row far more often than a line renders
+    assert [d for d in done if 0 < d < 3], done
+    states = [(j["status"], j["units_done"]) for j in jobs]
+    assert len(set(states)) == len(states)  # an event says something changed
+    assert {k: v for k, v in jobs[-1].items() if k != "result"} == {
+        k: v for k, v in client.get(f"/v1/jobs/{job_id}").json().items() if k != "result"}
+
+    # a finished job: its state, and the stream ends; another tenant's or no job: 404
+    finished = client.get(f"/v1/jobs/{job_id}/events").text
+    assert finished.count("event: job") == 1 and '"status":"succeeded"' in finished
+    assert other_client.get(f"/v1/jobs/{job_id}/events").status_code == 404
+    assert client.get("/v1/jobs/job_missing/events").status_code == 404
+
+
 def _queued_job(services: Services, tenant_name: str, speaker_id: str) -> str:
     with services.db.session() as session:
         tenant = repo.get_or_create_tenant(session, tenant_name)
