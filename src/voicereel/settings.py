@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)  # how long a key's answer is kept
     idempotency_wait_seconds: float = Field(120.0, gt=0)  # a racing duplicate waits this long
     rate_limit_per_minute: int = Field(300, ge=0)  # requests per API key; 0: unlimited
+    # GET /v1/jobs/{id}/events ends after this long even if the job has not finished
+    job_events_max_seconds: int = Field(600, ge=1)
     max_concurrent_jobs: int = Field(10, ge=0)  # unfinished jobs per API key; 0: unlimited
     # The oldest TLS version `serve --tls-*` accepts: 1.3, or 1.2 for old clients
     tls_min_version: Literal["1.2", "1.3"] = "1.3"

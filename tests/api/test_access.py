@@ -66,6 +66,7 @@ RECIPES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("post", "/v1/jobs/{job_id}/revisions"): lambda w: {
         "path": {"job_id": w.job_id}, "json": {"edits": [{"line": 0, "retake": True}]}},
     ("get", "/v1/jobs/{job_id}/revisions"): lambda w: {"path": {"job_id": w.job_id}},
+    ("get", "/v1/jobs/{job_id}/events"): lambda w: {"path": {"job_id": w.job_id}},
     ("get", "/v1/jobs/{job_id}/revisions/{number}"): lambda w: {
         "path": {"job_id": w.job_id, "number": 1}},
     ("post", "/v1/audio/speech"): lambda w: {"json": {

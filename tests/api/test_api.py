@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -94,6 +95,17 @@ def test_speaker_lifecycle_and_pagination(client: TestClient, other_client: Test
     assert [s["id"] for s in page2["items"]] == [created[0]["id"]]
     assert page2["next_cursor"] is None
     _problem(client.get("/v1/speakers", params={"cursor": "!!garbage"}), 400)
+
+    # a search by name, a page at a time; LIKE's wildcards are plain characters
+    def names(**params: Any) -> tuple[list[str], str | None]:
+        page = client.get("/v1/speakers", params=params).json()
+        return [s["name"] for s in page["items"]], page["next_cursor"]
+    assert names(name="OB 1") == (["Bob 1"], None)
+    first, cursor = names(name="bob", limit=2)
+    assert first == ["Bob 2", "Bob 1"] and names(name="bob", limit=2, cursor=cursor) == (
+        ["Bob 0"], None)
+    assert names(name="b_") == names(name="%") == ([], None)
+    assert other_client.get("/v1/speakers", params={"name": "bob"}).json()["items"] == []
 
     target = created[1]["id"]
     _problem(other_client.get(f"/v1/speakers/{target}"), 404)

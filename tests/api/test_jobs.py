@@ -44,6 +44,81 @@ def test_formats_and_rates(client: TestClient, reference_wavs: dict[str, bytes],
         assert abs(len(data) / rate - captions["duration"]) < 0.001
 
 
+def test_a_revision_with_only_a_new_output_re_encodes_without_rendering(
+        client: TestClient, reference_wavs: dict[str, bytes]) -> None:
+    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    r = client.post("/v1/synthesize", json={
+        "script": [{"speaker_id": alice, "text": "Rendered once."},
+                   {"speaker_id": alice, "text": "Then heard in every format."}],
+        "output": {"format": "wav", "stems": True}, "captions": ["vtt", "json"]})
+    first = _wait(client, r.json()["job_id"])
+    assert first["status"] == "succeeded", first
+    job_id = first["id"]
+    wav, rate = sf.read(io.BytesIO(client.get(first["result"]["audio"]["url"]).content))
+    billed = client.get("/v1/usage").json()["totals"]["characters"]
+
+    for number, fmt in enumerate(["mp3", "ogg", "flac"], start=2):
+        r = client.post(f"/v1/jobs/{job_id}/revisions",
+                        json={"output": {"format": fmt, "stems": True}})
+        assert r.status_code == 202, r.text
+        assert r.json()["lines_to_render"] == []
+        job = _wait(client, job_id)
+        assert job["status"] == "succeeded" and job["revision"] == number, job
+        revision = client.get(f"/v1/jobs/{job_id}/revisions/{number}").json()
+        assert [t["rendered_in"] for t in revision["takes"]] == [1, 1]
+        assert revision["characters"] == 0
+        audio = client.get(job["result"]["audio"]["url"])
+        assert audio.headers["content-type"] == job["result"]["audio"]["content_type"]
+        data, got_rate = sf.read(io.BytesIO(audio.content))
+        assert got_rate == rate and len(job["result"]["stems"]) == 1
+        if fmt == "flac":  # lossless: the same master, sample for sample (to 16 bits)
+            assert np.abs(data - wav).max() < 2 ** -14
+        else:  # a lossy encoding of the same master: as long, give or take its frames
+            assert abs(len(data) - len(wav)) / rate < 0.1
+        assert client.get(job["result"]["captions"]["vtt"]["url"]).content == client.get(
+            first["result"]["captions"]["vtt"]["url"]).content
+    assert client.get("/v1/usage").json()["totals"]["characters"] == billed
+
+    restyled = client.post(f"/v1/jobs/{job_id}/revisions",
+                           json={"captions": {"formats": ["srt", "json"]}})
+    assert restyled.status_code == 202 and restyled.json()["lines_to_render"] == []
+    job = _wait(client, job_id)
+    assert job["status"] == "succeeded" and set(job["result"]["captions"]) >= {"srt", "json"}
+    assert "vtt" not in job["result"]["captions"]
+    assert client.post(f"/v1/jobs/{job_id}/revisions", json={}).status_code == 422
+
+
+def test_events_follow_a_job_line_by_line_until_it_finishes(
+        client: TestClient, other_client: TestClient, reference_wavs: dict[str, bytes]) -> None:
+    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    r = client.post("/v1/synthesize", json={"script": [
+        {"speaker_id": alice, "text": f"This is line number {n}, followed as it renders."}
+        for n in range(3)], "captions": ["json"]})
+    job_id = r.json()["job_id"]
+    with client.stream("GET", f"/v1/jobs/{job_id}/events") as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        blocks = "".join(answer.iter_text()).split("\n\n")
+    jobs = [json.loads(b.removeprefix("event: job\ndata: ")) for b in blocks
+            if b.startswith("event: job")]
+    assert jobs[-1]["status"] == "succeeded" and jobs[-1]["result"]["audio"]["url"]
+    assert [j for j in jobs[:-1] if j["status"] in ("succeeded", "failed", "canceled")] == []
+    done = [j["units_done"] for j in jobs]
+    assert done == sorted(done) and done[-1] == 3 and jobs[-1]["progress"] == 1.0
+    # the lines show one by one: the stream reads the row far more often than a line renders
+    assert [d for d in done if 0 < d < 3], done
+    states = [(j["status"], j["units_done"]) for j in jobs]
+    assert len(set(states)) == len(states)  # an event says something changed
+    assert {k: v for k, v in jobs[-1].items() if k != "result"} == {
+        k: v for k, v in client.get(f"/v1/jobs/{job_id}").json().items() if k != "result"}
+
+    # a finished job: its state, and the stream ends; another tenant's or no job: 404
+    finished = client.get(f"/v1/jobs/{job_id}/events").text
+    assert finished.count("event: job") == 1 and '"status":"succeeded"' in finished
+    assert other_client.get(f"/v1/jobs/{job_id}/events").status_code == 404
+    assert client.get("/v1/jobs/job_missing/events").status_code == 404
+
+
 def _queued_job(services: Services, tenant_name: str, speaker_id: str) -> str:
     with services.db.session() as session:
         tenant = repo.get_or_create_tenant(session, tenant_name)

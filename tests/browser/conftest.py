@@ -22,7 +22,7 @@ from selenium.webdriver.chrome.service import Service
 
 from tests.serve import voicereel_serve
 from voicereel import operations
-from voicereel.services import build_services
+from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,7 +38,9 @@ LOCAL_SCHEMES = ("blob:", "data:")
 class Studio:
     base_url: str
     key: str  # an owner key of the test's tenant
+    tenant: str  # its name
     downloads: Path
+    services: Services  # on the server's database, for setting up rows the API would make
 
     @property
     def url(self) -> str:
@@ -86,10 +88,11 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     services = build_services(Settings(data_dir=root / "data", database_url=database_url))
     try:
         with voicereel_serve(root, database_url) as serve:
-            key = operations.create_key(services, f"studio-{uuid.uuid4().hex[:8]}")
+            tenant = f"studio-{uuid.uuid4().hex[:8]}"
+            key = operations.create_key(services, tenant)
             downloads = root / "downloads"
             downloads.mkdir()
-            yield Studio(serve.base_url, key, downloads)
+            yield Studio(serve.base_url, key, tenant, downloads, services)
     finally:
         services.db.dispose()
 

@@ -16,7 +16,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -28,9 +28,12 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser.conftest import HEIGHT, SCREENSHOTS, WIDTH, BrowserWatch, Studio
+from voicereel.db import repo
+from voicereel.db.tables import Speaker
+from voicereel.domain.script import AudioFormat
 
 WAIT_SECONDS = 60.0
 RENDER_WAIT_SECONDS = 240.0
@@ -93,6 +96,17 @@ def sign_in(driver: webdriver.Chrome, key: str) -> None:
     by_id(driver, "signin-form").find_element(By.CSS_SELECTOR, "button").click()
 
 
+def voice_names(driver: webdriver.Chrome) -> list[str]:
+    return list(driver.execute_script(
+        "return [...document.querySelectorAll('#voice-rows tr td:first-child')]"
+        ".map((td) => td.textContent)"))
+
+
+def searched(driver: webdriver.Chrome) -> str | None:
+    """The search the voice list shows the server's answer to."""
+    return by_id(driver, "voice-table").get_attribute("data-query")
+
+
 def job_of(studio: Studio, driver: webdriver.Chrome) -> dict[str, Any]:
     job_id = driver.execute_script("return sessionStorage.getItem('voicereel.job_id')")
     answer = studio.api("GET", f"/jobs/{job_id}")
@@ -128,6 +142,7 @@ def test_sign_in_refuses_wrong_revoked_and_expired_keys(
     wait_for(driver, lambda: "has expired" in by_id(driver, "signin-error").text)
     assert driver.execute_script("return sessionStorage.getItem('voicereel.api_key')") is None
     screenshot(driver, "sign-in-error")
+    assert serious_violations(driver, axe_source) == []
     watch.check(expected_statuses=(401,))
 
     # by keyboard alone: the key field, Enter submits; the focus ring is visible
@@ -231,9 +246,7 @@ def test_voices_upload_drop_refuse_and_delete(
                        files={"audio": ("carol.wav", reference_wavs["Alice"], "audio/wav")})
     assert carol.status_code == 201, carol.text
     open_view(driver, studio, "voices")
-    names = lambda: driver.execute_script(  # noqa: E731
-        "return [...document.querySelectorAll('#voice-rows tr td:first-child')]"
-        ".map((td) => td.textContent)")
+    names = lambda: voice_names(driver)  # noqa: E731
     assert sorted(names()) == ["Alice", "Bob", "Carol"]
     driver.find_element(By.CSS_SELECTOR, "button[aria-label='Delete Carol']").click()
     wait_for(driver, lambda: by_id(driver, "confirm-dialog").get_attribute("open") is not None)
@@ -255,9 +268,9 @@ def test_voices_upload_drop_refuse_and_delete(
     assert studio.api("GET", "/speakers/spk_unknown/reference").status_code == 404
 
     by_id(driver, "voice-search").send_keys("bo")
-    assert names() == ["Bob"]
+    wait_for(driver, lambda: searched(driver) == "bo" and names() == ["Bob"])
     by_id(driver, "voice-search").send_keys(Keys.BACKSPACE * 2)  # input events, as typed
-    wait_for(driver, lambda: len(names()) == 2)
+    wait_for(driver, lambda: searched(driver) == "" and len(names()) == 2)
     screenshot(driver, "voices")
     assert serious_violations(driver, axe_source) == []
     watch.check()
@@ -325,6 +338,8 @@ def test_script_paste_row_errors_and_render_to_100_percent(
             seen.append(value)
         time.sleep(0.05)
     assert seen == sorted(seen) and seen[-1] == 100
+    # the bar moves line by line: a value on the way (of 4 lines and the assembly) is seen
+    assert [v for v in seen if 0 < v < 100], seen
     assert by_id(driver, "job-progress-text").text == "100 %"
     assert by_id(driver, "job-status").text == "succeeded"
     watch.check()
@@ -404,33 +419,66 @@ def test_fix_line_2_renders_only_that_line(
     watch.check()
 
 
-def test_export_zip_holds_every_file(
+def test_export_offers_every_format_and_the_zip_holds_every_file(
         driver: webdriver.Chrome, studio: Studio, watch: BrowserWatch, axe_source: str) -> None:
     open_view(driver, studio, "export")
     job = job_of(studio, driver)
     result = job["result"]
     links = [result["audio"], *result["captions"].values(), *result["stems"].values()]
     assert len(driver.find_elements(By.CSS_SELECTOR, "#export-rows tr")) == len(links)
+    formats = [tr.get_attribute("data-format")
+               for tr in driver.find_elements(By.CSS_SELECTOR, "#format-rows tr")]
+    assert formats == list(get_args(AudioFormat))
     screenshot(driver, "export")
     assert serious_violations(driver, axe_source) == []
 
+    # another format is a revision that renders no line: the same takes, encoded again
+    driver.find_element(By.XPATH, "//button[text()='Make MP3']").click()
+    wait_for(driver, lambda: "holds the audio in MP3" in by_id(driver, "export-status").text,
+             RENDER_WAIT_SECONDS)
+    assert by_id(driver, "export-panel").get_attribute("data-lines-to-render") == ""
+    wav_revision = studio.api("GET", f"/jobs/{job['id']}/revisions/2").json()
+    job = job_of(studio, driver)
+    assert job["revision"] == 3 and job["result"]["audio"]["content_type"] == "audio/mpeg"
+    revision = studio.api("GET", f"/jobs/{job['id']}/revisions/3").json()
+    assert [t["rendered_in"] for t in revision["takes"]] == [1, 2, 1, 1]
+    assert revision["characters"] == 0
+
+    # the captions in another style profile: again a revision that renders no line
+    Select(by_id(driver, "export-style")).select_by_value("bbc")
+    by_id(driver, "export-restyle").click()
+    wait_for(driver, lambda: "captions in the bbc style" in by_id(driver, "export-status").text,
+             RENDER_WAIT_SECONDS)
+    assert by_id(driver, "export-panel").get_attribute("data-lines-to-render") == ""
+    revision = studio.api("GET", f"/jobs/{job['id']}/revisions/4").json()
+    assert revision["request"]["captions"]["style"] == "bbc" and revision["characters"] == 0
+    assert revision["request"]["output"]["format"] == "mp3"
+    made = {tr.get_attribute("data-format"): tr.text
+            for tr in driver.find_elements(By.CSS_SELECTOR, "#format-rows tr")}
+    assert made["wav"].endswith("Download WAV (revision 2)")
+    assert made["mp3"].endswith("Download MP3 (revision 4, latest)")
+    assert made["flac"].endswith("Make FLAC")
+
+    job = job_of(studio, driver)
     by_id(driver, "export-zip").click()
-    archive = studio.downloads / f"{job['id']}-r2.zip"
+    archive = studio.downloads / f"{job['id']}-r4.zip"
     wait_for(driver, lambda: archive.is_file() and "Saved" in by_id(driver, "export-status").text)
+    result = job["result"]
     with zipfile.ZipFile(archive) as zipped:
         assert zipped.testzip() is None
         names = set(zipped.namelist())
         def name(link: dict[str, Any]) -> str:
             return parse_qs(urlparse(link["url"]).query)["name"][0]
-        assert names == ({name(result["audio"])}
+        wav = wav_revision["result"]["audio"]
+        assert names == ({name(result["audio"]), name(wav)}
                          | {f"captions/{name(link)}" for link in result["captions"].values()}
                          | {f"stems/{name(link)}" for link in result["stems"].values()})
         assert set(result["captions"]) >= CAPTION_FORMATS
         assert len(result["stems"]) == 2
 
-
-        audio = zipped.read(name(result["audio"]))
-        assert audio == httpx.get(result["audio"]["url"]).content
+        assert zipped.read(name(result["audio"])) == httpx.get(result["audio"]["url"]).content
+        audio = zipped.read(name(wav))
+        assert audio == httpx.get(wav["url"]).content
         assert sf.info(io.BytesIO(audio)).duration == pytest.approx(result["duration"], abs=0.01)
     watch.check()
 
@@ -451,4 +499,38 @@ def test_account_shows_usage_keys_and_audit(
     assert "job.submit" in actions and "speaker.delete" in actions
     screenshot(driver, "account")
     assert serious_violations(driver, axe_source) == []
+    watch.check()
+
+
+def test_voices_search_and_page_past_the_first_page(
+        driver: webdriver.Chrome, studio: Studio, watch: BrowserWatch) -> None:
+    # 19 more voices, copies of Bob's row: registering 19 references over the API would spend
+    # about 25 s analysing recordings that the steps before have already shown being analysed
+    with studio.services.db.session() as session:
+        tenant = repo.get_or_create_tenant(session, studio.tenant)
+        bob = next(s for s in repo.list_speakers(session, tenant.id, 100, None, "Bob").items)
+        for i in range(19):
+            repo.add_speaker(session, Speaker(
+                id=repo.new_id("spk"), tenant_id=tenant.id, name=f"Extra {i:02d}", lang=bob.lang,
+                transcript="", reference_key=bob.reference_key,
+                reference_format=bob.reference_format, reference_seconds=bob.reference_seconds,
+                speech_seconds=bob.speech_seconds, engine=bob.engine, profile=bob.profile))
+    every = [s["name"] for s in studio.api("GET", "/speakers?limit=100").json()["items"]]
+    assert len(every) == 21 and every[-1] == "Alice"  # newest first: Alice is on page 2
+
+    open_view(driver, studio, "voices")
+    assert voice_names(driver) == every[:20]
+    more = by_id(driver, "voice-more")
+    assert more.is_displayed()
+    # the server searches every voice, not only the page shown
+    by_id(driver, "voice-search").send_keys("ALI")
+    wait_for(driver, lambda: searched(driver) == "ALI" and voice_names(driver) == ["Alice"])
+    by_id(driver, "voice-search").send_keys(Keys.BACKSPACE * 3)
+    wait_for(driver, lambda: searched(driver) == "" and voice_names(driver) == every[:20])
+    more.click()
+    wait_for(driver, lambda: voice_names(driver) == every)
+    assert not more.is_displayed()
+    by_id(driver, "voice-search").send_keys("extra 1")
+    wait_for(driver, lambda: searched(driver) == "extra 1" and voice_names(driver) == [
+        name for name in every if name.startswith("Extra 1")])
     watch.check()

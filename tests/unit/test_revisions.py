@@ -45,6 +45,16 @@ def test_output_and_captions_default_to_the_previous_revisions() -> None:
     assert other.captions.formats == ["srt"]
 
 
+def test_a_new_output_or_captions_alone_renders_no_line_unless_the_rate_changes() -> None:
+    previous = job(3)
+    encoded = revise(previous, output={"format": "flac", "stems": True})
+    assert encoded.request.output.format == "flac" and encoded.reused_from == [0, 1, 2]
+    assert encoded.request.script == previous.script
+    restyled = revise(previous, captions={"formats": ["ass", "json"], "style": "netflix-en"})
+    assert restyled.request.captions.style == "netflix-en" and restyled.to_render == []
+    assert revise(previous, output={"sample_rate": 16000}).to_render == [0, 1, 2]
+
+
 def test_a_new_pause_keeps_the_lines_unit_and_a_new_speed_or_speaker_does_not() -> None:
     revised = revise(job(4), {"line": 0, "pause_after_ms": 900}, {"line": 1, "speed": 1.2},
                      {"line": 2, "speaker_id": "spk_9"}, {"line": 3, "text": "Line number 3."})

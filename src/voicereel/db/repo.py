@@ -308,9 +308,14 @@ def speaker_names(session: Session, tenant_id: str) -> list[tuple[str, str]]:
     return [(row.id, row.name) for row in rows]
 
 
-def list_speakers(session: Session, tenant_id: str, limit: int, cursor: str | None) -> Page:
-    """Newest first; the cursor is the (created_at, id) of the last row seen."""
+def list_speakers(session: Session, tenant_id: str, limit: int, cursor: str | None,
+                  name: str | None = None) -> Page:
+    """Newest first, only those whose name contains `name` (case-insensitive) if given; the
+    cursor is the (created_at, id) of the last row seen."""
     query = select(Speaker).where(Speaker.tenant_id == tenant_id)
+    if name:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Speaker.name.ilike(f"%{escaped}%", escape="\\"))
     if cursor:
         created_at, row_id = _decode_cursor(cursor)
         query = query.where(or_(Speaker.created_at < created_at,

@@ -5,9 +5,12 @@ does not matter: `{"line": 3, "text": ...}` changes a line (any of text, speaker
 pause_after_ms, seed, lang; a null lang: the speaker's), `{"line": 2, "retake": true}`
 renders it again with a new seed (or the `seed` given: the same seed renders the same take
 again), `{"insert_after": 5, ...}` adds a line (-1: before the first), `{"delete": 7}`
-removes one. A line keeps its stored unit unless its text, speaker, speed, seed or language
-changed or a retake was asked for; a new pause after a line changes only the assembly, never
-the line's audio. A new output sample rate renders every line.
+removes one. A revision with no edits and a new `output` or `captions` renders no line: it
+assembles the same units again, so a finished job's audio comes in another format (or its
+captions in another style) without a second synthesis.
+A line keeps its stored unit unless its text, speaker, speed, seed or language changed or a
+retake was asked for; a new pause after a line changes only the assembly, never the line's
+audio. A new output sample rate renders every line.
 """
 
 from __future__ import annotations
@@ -71,21 +74,27 @@ Edit = LineEdit | InsertLine | DeleteLine
 
 class RevisionRequest(BaseModel):
     """Body of `POST /v1/jobs/{id}/revisions`; output and captions default to the revised
-    revision's."""
+    revision's. It changes something: edits, or a new output, captions or lexicons."""
 
     model_config = ConfigDict(extra="forbid")
 
     edits: list[Edit] = Field(default_factory=list)
-    output: OutputOptions | None = None
-    captions: CaptionOptions | None = None
+    output: OutputOptions | None = Field(None, description=(
+        "the revision's output (replacing the job's); alone, with no edits, it re-encodes the "
+        "job's audio (another format, loudness or stems) and renders no line, unless the "
+        "sample rate changes, which renders every line"))
+    captions: CaptionOptions | None = Field(None, description=(
+        "the revision's captions (replacing the job's); alone, they are written again from "
+        "the same word times and no line renders"))
     lexicons: list[str] | None = Field(None, max_length=3, description=(
         "the revision's lexicons (replacing the job's); only the lines whose spoken words "
         "they change render again"))
 
     @model_validator(mode="after")
     def _changes_something(self) -> RevisionRequest:
-        if not self.edits and self.lexicons is None:
-            raise ValueError("a revision needs edits or lexicons")
+        if not self.edits and self.lexicons is None and self.output is None \
+                and self.captions is None:
+            raise ValueError("a revision needs edits, output, captions or lexicons")
         return self
 
 

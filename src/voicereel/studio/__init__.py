@@ -8,6 +8,7 @@ with no internet and an injected script has nowhere to send what it reads.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -15,6 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from voicereel.domain.caption_layout import StyleName
+from voicereel.domain.script import AudioFormat
 from voicereel.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -61,9 +64,12 @@ class _SecuredFiles(StaticFiles):
                 scope, receive, send)
 
 
-def limits(settings: Settings) -> dict[str, int]:
-    """The script limits the editor counts against (the API enforces them)."""
-    return {"max_script_lines": settings.max_script_lines,
+def limits(settings: Settings) -> dict[str, int | list[str]]:
+    """The script limits the editor counts against (the API enforces them), and the audio
+    formats and caption styles the API makes (the export offers each)."""
+    return {"audio_formats": list(get_args(AudioFormat)),
+            "caption_styles": list(get_args(StyleName)),
+            "max_script_lines": settings.max_script_lines,
             "max_line_chars": settings.max_line_chars,
             "max_script_chars": settings.max_script_chars,
             "max_pause_ms": settings.max_pause_ms,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from voicereel import idempotency, operations, outbox
@@ -28,7 +28,7 @@ from voicereel.api.schemas import (
 )
 from voicereel.domain.revisions import RevisionRequest
 from voicereel.domain.script import SynthesisRequest
-from voicereel.jobs import views
+from voicereel.jobs import events, views
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=ScopedRoute)
 
@@ -58,6 +58,22 @@ def synthesize(body: SynthesisRequest, services: ServicesDep, runner: RunnerDep,
 def get_job(job_id: str, request: Request, services: ServicesDep,
             caller: JobsRead) -> JobOut:
     return views.job_view(services, caller.tenant.id, job_id, str(request.base_url))
+
+
+@router.get("/jobs/{job_id}/events", response_class=StreamingResponse, responses={200: {
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "description": "`event: job` lines whose data is the body of GET /v1/jobs/{id}"}})
+def follow_job(job_id: str, request: Request, services: ServicesDep,
+               caller: JobsRead) -> StreamingResponse:
+    """The job as server-sent events: its state now, then again each time its status,
+    revision or lines done change, until it has finished (or for
+    `VOICEREEL_JOB_EVENTS_MAX_SECONDS`; then open it again)."""
+    base_url = str(request.base_url)
+    first = views.job_view(services, caller.tenant.id, job_id, base_url)  # 404 before any event
+    return StreamingResponse(
+        events.job_events(services, caller.tenant.id, base_url, first),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.post("/jobs/{job_id}/revisions", status_code=202, response_model=RevisionAccepted)

@@ -50,11 +50,14 @@ def list_speakers(
     services: ServicesDep, caller: SpeakersRead,
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[str | None, Query(max_length=200, description=(
+        "only the voices whose name contains this, case-insensitive (a cursor keeps it)"))] = None,
 ) -> Any:
+    """The tenant's voices, newest first, a page at a time."""
     settings = services.settings
     size = min(limit or settings.page_size_default, settings.page_size_max)
     with services.db.session() as session:
-        page = repo.list_speakers(session, caller.tenant.id, size, cursor)
+        page = repo.list_speakers(session, caller.tenant.id, size, cursor, name)
         return {"items": [speaker_out(s) for s in page.items], "next_cursor": page.next_cursor}
 
 

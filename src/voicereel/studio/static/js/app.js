@@ -9,12 +9,14 @@ import { makeZip } from "./zip.js";
 const $ = (id) => document.getElementById(id);
 const JOB_ITEM = "voicereel.job_id";
 const POLL_MS = 400;
+const VOICE_PAGE = 20;
+const SEARCH_DELAY_MS = 250; // one search when typing pauses, not one per key
 const VIEWS = ["signin", "voices", "script", "job", "export", "account"];
 
 const state = {
   config: null,
   speakers: [], // every voice, for the speaker pickers
-  voicePage: { items: [], cursor: null },
+  voicePage: { items: [], cursor: null, query: "", asked: 0 },
   rows: [{ speaker_id: "", text: "", speed: 1, pause_after_ms: null }],
   droppedFile: null,
   toastAt: 0,
@@ -147,18 +149,28 @@ async function loadAllSpeakers() {
   return all;
 }
 
+// The server searches (?name=) and pages (?cursor=): the list holds what it answered for the
+// query in the search box, a page more at each "Load more".
 async function loadVoicePage(reset) {
-  if (reset) state.voicePage = { items: [], cursor: null };
-  const cursor = state.voicePage.cursor;
-  const page = await call(`/speakers?limit=20${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+  if (reset) {
+    state.voicePage = { items: [], cursor: null, query: $("voice-search").value.trim(),
+      asked: state.voicePage.asked + 1 };
+  }
+  const { cursor, asked, query } = state.voicePage;
+  const params = new URLSearchParams({ limit: String(VOICE_PAGE) });
+  if (query) params.set("name", query);
+  if (cursor) params.set("cursor", cursor);
+  const page = await call(`/speakers?${params}`);
+  if (state.voicePage.asked !== asked) return; // a newer search was typed meanwhile
   state.voicePage.items.push(...page.items);
   state.voicePage.cursor = page.next_cursor;
   renderVoices();
 }
 
 function renderVoices() {
-  const query = $("voice-search").value.trim().toLowerCase();
-  const shown = state.voicePage.items.filter((s) => s.name.toLowerCase().includes(query));
+  const shown = state.voicePage.items;
+  $("voice-table").dataset.query = state.voicePage.query;
+  $("voice-empty").textContent = state.voicePage.query ? "No voice has this in its name." : "No voices yet: register one.";
   $("voice-rows").replaceChildren(...shown.map((s) => el("tr", { dataset: { speaker: s.id } },
     el("td", {}, s.name),
     el("td", {}, s.lang),
@@ -553,6 +565,76 @@ function exportFiles(job) {
   return files.map((f) => ({ ...f, name: f.folder + fileName(f.link.url, f.kind) }));
 }
 
+// Two revisions sound alike, whatever their format, when they assemble the same takes the
+// same way.
+function sameAudio(a, b) {
+  const key = (r) => JSON.stringify([r.request.script, r.request.lexicons || [],
+    r.request.output.sample_rate, r.request.output.loudness_lufs, r.request.captions.fit]);
+  return key(a) === key(b);
+}
+
+// For each format the API encodes, the newest kept revision that holds this audio in it.
+function audioFormats(revisions) {
+  const latest = revisions[revisions.length - 1];
+  const made = new Map();
+  for (const r of revisions) { // oldest first: a newer revision of a format wins
+    if (r.result && sameAudio(r, latest)) made.set(r.request.output.format, r);
+  }
+  return state.config.audio_formats.map((format) => ({ format, revision: made.get(format) || null }));
+}
+
+async function waitForJob(id) {
+  for (;;) {
+    const job = await call(`/jobs/${id}`);
+    if (job.status !== "queued" && job.status !== "running") return job;
+    await new Promise((done) => { setTimeout(done, POLL_MS); });
+  }
+}
+
+// A revision with no edits, only a new output or captions: the same takes assembled again.
+async function reviseFiles(job, body, doing, done) {
+  const status = $("export-status");
+  const buttons = document.querySelectorAll("#format-rows button, #export-restyle");
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    const answer = await call(`/jobs/${job.id}/revisions`, { method: "POST", json: body });
+    $("export-panel").dataset.linesToRender = answer.lines_to_render.join(",");
+    status.textContent = `${doing} as revision ${answer.revision}…`;
+    const finished = await waitForJob(job.id);
+    if (finished.status !== "succeeded") throw new Error(finished.error || `the revision ${finished.status}`);
+    await showExport();
+    status.textContent = `Revision ${answer.revision} ${done}.`;
+  } catch (err) {
+    status.textContent = err instanceof Problem ? explain(err) : err.message;
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+function makeFormat(job, latest, format) {
+  // the whole output as it is, but the format: a new rate or loudness would render anew
+  const output = { ...latest.request.output, format };
+  const name = format.toUpperCase();
+  return reviseFiles(job, { output }, `Encoding ${name}`, `holds the audio in ${name}`);
+}
+
+function restyle(job, latest) {
+  const style = $("export-style").value;
+  const captions = { ...latest.request.captions, style };
+  return reviseFiles(job, { captions }, `Writing the ${style} captions`, `holds the captions in the ${style} style`);
+}
+
+function renderFormats(job, revisions) {
+  const latest = revisions[revisions.length - 1];
+  $("format-rows").replaceChildren(...audioFormats(revisions).map(({ format, revision }) => el("tr", { dataset: { format } },
+    el("td", {}, format.toUpperCase()),
+    el("td", {}, revision
+      ? el("a", { href: revision.result.audio.url, download: "" },
+        `Download ${format.toUpperCase()} (revision ${revision.number}${revision.latest ? ", latest" : ""})`)
+      : el("button", { type: "button", class: "small secondary", onclick: () => makeFormat(job, latest, format) },
+        `Make ${format.toUpperCase()}`)))));
+}
+
 async function showExport() {
   const id = sessionStorage.getItem(JOB_ITEM);
   const job = id ? await call(`/jobs/${id}`) : null;
@@ -561,10 +643,26 @@ async function showExport() {
   $("export-panel").hidden = !ready;
   if (!ready) return;
   if (!state.speakers.length) await loadAllSpeakers();
+  const revisions = (await call(`/jobs/${id}/revisions`)).revisions;
+  renderFormats(job, revisions);
+  const latest = revisions[revisions.length - 1];
+  $("export-style").replaceChildren(...state.config.caption_styles.map((style) => el("option", {
+    value: style, selected: style === latest.request.captions.style }, style)));
+  $("export-restyle").onclick = () => restyle(job, latest);
   const files = exportFiles(job);
+  // the zip also holds the audio in every other format already made
+  const names = new Set(files.map((f) => f.name));
+  for (const { format, revision } of audioFormats(revisions)) {
+    if (!revision || revision.number === job.revision) continue;
+    let name = fileName(revision.result.audio.url, `audio.${format}`);
+    if (names.has(name)) name = `r${revision.number}-${name}`;
+    names.add(name);
+    files.push({ kind: format, label: `Audio (${revision.result.audio.content_type}, revision ${revision.number})`,
+      link: revision.result.audio, folder: "", name, listed: false });
+  }
   const minutes = Math.round((new Date(job.result.expires_at) - Date.now()) / 60000);
   $("export-ttl").textContent = `about ${minutes} minutes`;
-  $("export-rows").replaceChildren(...files.map((f) => el("tr", {},
+  $("export-rows").replaceChildren(...files.filter((f) => f.listed !== false).map((f) => el("tr", {},
     el("td", {}, el("a", { href: f.link.url, download: "" }, f.label)),
     el("td", {}, f.link.content_type),
     el("td", {}, fmtBytes(f.link.size_bytes)))));
@@ -647,7 +745,11 @@ async function start() {
   $("signin-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut());
   $("voice-form").addEventListener("submit", registerVoice);
-  $("voice-search").addEventListener("input", renderVoices);
+  let searching = null;
+  $("voice-search").addEventListener("input", () => {
+    clearTimeout(searching);
+    searching = setTimeout(() => loadVoicePage(true).catch((e) => toast(explain(e))), SEARCH_DELAY_MS);
+  });
   $("voice-more").addEventListener("click", () => loadVoicePage(false).catch((e) => toast(e.message)));
   wireDropZone();
   wireRecorder();
