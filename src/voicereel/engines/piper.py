@@ -34,7 +34,7 @@ MAX_CHUNK_WORDS = 40
 _MIN_CLAUSE_WORDS = 8
 # A stream's first chunk is cut this short (at its first clause when that comes sooner): its
 # render and adaptation are the wait before the first sound.
-FIRST_STREAM_WORDS = 3
+FIRST_STREAM_WORDS = 2
 _WARM_TEXT = "Hello there."
 # with the full-width enders of Chinese and Japanese text (and Korean written with them)
 _SENTENCE_END = (".", "!", "?", "…", '."', '!"', '?"', ".)", "!)", "?)", "。", "！", "？",
@@ -294,7 +294,7 @@ class PiperEngine:
         length_scale = length_scale_for(profile.rate * speed)
         tokens = text.split()
         seed = self.new_seed() if seed is None else seed
-        for number, (start, end) in enumerate(stream_chunks(tokens)):
+        for number, (start, end) in enumerate(stream_chunks(tokens, FIRST_STREAM_WORDS)):
             audio, _ = self.render_base(" ".join(tokens[start:end]), length_scale,
                                         seed=(seed + number) % SEED_LIMIT, lang=voice.lang)
             audio = level_chunk(adapt.transform(audio, self.sample_rate, profile),
