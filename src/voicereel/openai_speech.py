@@ -140,6 +140,11 @@ def _model(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": MODELS_CREATED, "owned_by": "voicereel"}
 
 
+class SpeechStreamBroken(Exception):
+    """A streamed answer failed after its first byte: the server ends it without its last
+    chunk, so that the client sees a broken transfer rather than a short file."""
+
+
 @dataclass
 class Speech:
     """An answer of `create_speech`: `body` whole, or `chunks` to send as they come."""
@@ -239,7 +244,8 @@ def _streamed(services: Services, job_id: str, request: SpeechRequest, render: _
         if sse:
             yield _event({"type": "error", "error": {"message": error}})
             return
-        raise
+        # not a VoiceReelError: those have a problem+json handler, and the answer has begun
+        raise SpeechStreamBroken(error) from exc
     seconds = samples / SAMPLE_RATE
     _finish(services, job_id, request, seconds, None)
     if sse:
