@@ -1,8 +1,9 @@
 """OpenAI-compatible speech: `POST /v1/audio/speech` and `GET /v1/models`.
 
 An OpenAI client pointed at VoiceReel (`OpenAI(base_url=".../v1", api_key=<VoiceReel key>)`)
-gets one line rendered synchronously, through the same steps as a job's line: normalisation,
-the configured engine, resampling, and the same loudness target and true-peak ceiling.
+gets one line rendered synchronously, through the steps of a job's line: normalisation, the
+configured engine (its `stream`, whose first chunk comes quickly), resampling, and the same
+loudness target and true-peak ceiling.
 
 Differences from OpenAI, on purpose:
 - `voice` is one of the account's speakers, by id or by name (case-insensitive); OpenAI's stock
@@ -62,7 +63,6 @@ from voicereel.domain.script import (
     OutputOptions,
     ScriptLine,
     SynthesisRequest,
-    line_language,
     text_seconds_bound,
 )
 from voicereel.domain.textnorm import normalize
@@ -292,8 +292,7 @@ class _Render:
 
     def pieces(self) -> Iterator[_Piece]:
         services = self.services
-        lang = line_language(ScriptLine(speaker_id=self.voice.speaker_id, text=self.text),
-                             self.voice.lang)
+        lang = self.voice.lang  # a speech line has no language of its own
         engine = services.engine_for(lang)
         for piece in split_pauses(self.text, services.settings.max_pause_ms):
             pause = round(SAMPLE_RATE * piece.pause_after_ms / 1000)
