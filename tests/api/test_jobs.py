@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
+from tests.api.job_helpers import register_speaker, wait_for_job
 from voicereel import operations
 from voicereel.db import repo
 from voicereel.db.tables import Job, utcnow
@@ -22,33 +23,16 @@ from voicereel.jobs.runners.inline import InlineRunner
 from voicereel.services import Services
 
 
-def _speaker(client: TestClient, wav: bytes, name: str) -> str:
-    r = client.post("/v1/speakers", data={"name": name},
-                    files={"audio": ("r.wav", wav, "audio/wav")})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def _wait(client: TestClient, job_id: str, timeout: float = 180) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job  # type: ignore[no-any-return]
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize(("fmt", "rate"), [("flac", 44100), ("ogg", 16000), ("mp3", 22050)])
 def test_formats_and_rates(client: TestClient, reference_wavs: dict[str, bytes], fmt: str,
                            rate: int) -> None:
-    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    alice = register_speaker(client, reference_wavs["Alice"], "Alice")
     r = client.post("/v1/synthesize", json={
         "script": [{"speaker_id": alice, "text": "One line, rendered twice."},
                    {"speaker_id": alice, "text": "And again.", "pause_after_ms": 0}],
         "output": {"format": fmt, "sample_rate": rate}, "captions": ["json"]})
     assert r.status_code == 202
-    job = _wait(client, r.json()["job_id"])
+    job = wait_for_job(client, r.json()["job_id"])
     assert job["status"] == "succeeded", job
     assert set(job["result"]["captions"]) == {"json", "report"}
     audio = client.get(job["result"]["audio"]["url"])
@@ -72,7 +56,7 @@ def _queued_job(services: Services, tenant_name: str, speaker_id: str) -> str:
 def test_restart_dispatches_queued_and_abandoned_jobs(
         client: TestClient, services: Services, tenant_name: str,
         reference_wavs: dict[str, bytes]) -> None:
-    bob = _speaker(client, reference_wavs["Bob"], "Bob")
+    bob = register_speaker(client, reference_wavs["Bob"], "Bob")
     queued = _queued_job(services, tenant_name, bob)
     abandoned = _queued_job(services, tenant_name, bob)
     with services.db.session() as session:  # a worker that died mid-job, its lease run out
@@ -82,7 +66,7 @@ def test_restart_dispatches_queued_and_abandoned_jobs(
         job.lease_expires_at = utcnow() - timedelta(seconds=1)
     # The app's runner sweeps every 0.5 s and must pick both up.
     for job_id in (queued, abandoned):
-        done = _wait(client, job_id)
+        done = wait_for_job(client, job_id)
         assert done["status"] == "succeeded", done
     assert client.get(f"/v1/jobs/{abandoned}").json()["attempts"] == 2
 
@@ -106,7 +90,7 @@ def test_failed_job_has_readable_error(services: Services, tenant_name: str,
 
 def test_delete_cancels_unfinished_job(client: TestClient, services: Services,
                                        tenant_name: str, reference_wavs: dict[str, bytes]) -> None:
-    bob = _speaker(client, reference_wavs["Bob"], "Bob")
+    bob = register_speaker(client, reference_wavs["Bob"], "Bob")
     job_id = _queued_job(services, tenant_name, bob)
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
     with services.db.session() as session:
@@ -130,8 +114,8 @@ def test_stems_loudness_and_inline_pauses(client: TestClient,
 
     from voicereel.audio.loudness import true_peak_dbtp
 
-    alice = _speaker(client, reference_wavs["Alice"], "Alice")
-    bob = _speaker(client, reference_wavs["Bob"], "Bob")
+    alice = register_speaker(client, reference_wavs["Alice"], "Alice")
+    bob = register_speaker(client, reference_wavs["Bob"], "Bob")
     r = client.post("/v1/synthesize", json={
         "script": [{"speaker_id": alice, "text": "It costs $5 today. [pause:1s] Really."},
                    {"speaker_id": bob, "text": "That is cheap!", "speed": 1.5},
@@ -139,7 +123,7 @@ def test_stems_loudness_and_inline_pauses(client: TestClient,
         "output": {"format": "wav", "sample_rate": 24000, "stems": True,
                    "loudness_lufs": -20}})
     assert r.status_code == 202, r.text
-    job = _wait(client, r.json()["job_id"])
+    job = wait_for_job(client, r.json()["job_id"])
     assert job["status"] == "succeeded", job
     result = job["result"]
     master, rate = sf.read(io.BytesIO(client.get(result["audio"]["url"]).content))
@@ -175,8 +159,8 @@ def test_caption_options_formats_report_fit_and_per_speaker_tracks(
     import webvtt
     from lxml import etree
 
-    alice = _speaker(client, reference_wavs["Alice"], "Alice")
-    bob = _speaker(client, reference_wavs["Bob"], "Bob")
+    alice = register_speaker(client, reference_wavs["Alice"], "Alice")
+    bob = register_speaker(client, reference_wavs["Bob"], "Bob")
     script = [{"speaker_id": alice, "text": "Absolutely, without any doubt, extraordinary.",
                "pause_after_ms": 0, "speed": 1.6},
               {"speaker_id": bob, "text": "Understood.", "pause_after_ms": 0},
@@ -187,7 +171,7 @@ def test_caption_options_formats_report_fit_and_per_speaker_tracks(
         "formats": formats, "style": "bbc", "max_chars_per_line": 30, "fit": "pauses",
         "karaoke": True, "per_speaker": True}})
     assert r.status_code == 202, r.text
-    job = _wait(client, r.json()["job_id"])
+    job = wait_for_job(client, r.json()["job_id"])
     assert job["status"] == "succeeded", job
     links = job["result"]["captions"]
     assert set(links) == {*formats, "report", *(f"{f}:{s}" for f in formats

@@ -84,6 +84,21 @@ def test_korean_and_english_script_end_to_end(client: TestClient,
     assert spoken["See"] is None and spoken["5."] == "five."
     assert "<v 준호>- See you at 5." in client.get(job["result"]["captions"]["vtt"]["url"]).text
 
+    # a revision reads line 3 in its speaker's Korean: that line alone renders again
+    job_id = job["id"]
+    r = client.post(f"/v1/jobs/{job_id}/revisions", json={"edits": [{"line": 3, "lang": None}]})
+    assert r.status_code == 202, r.text
+    revised = wait_for_job(client, job_id)
+    assert revised["status"] == "succeeded" and revised["revision"] == 2, revised
+    shown = client.get(f"/v1/jobs/{job_id}/revisions/2").json()
+    assert shown["characters"] == len(script[3]["text"]), shown
+    caption = json.loads(client.get(revised["result"]["captions"]["json"]["url"]).text)
+    assert caption["segments"][3]["words"][-1]["spoken"] == "오."
+    refused = client.post(f"/v1/jobs/{job_id}/revisions",
+                          json={"edits": [{"line": 0, "lang": "ja"}]})
+    assert refused.status_code == 422 and refused.json()["type"].endswith(
+        "/language-unsupported"), refused.text
+
 
 def test_a_language_the_engine_cannot_speak_is_refused(client: TestClient,
                                                        reference_wavs: dict[str, bytes]) -> None:

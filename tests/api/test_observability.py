@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,6 +17,7 @@ import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.api.job_helpers import register_speaker, wait_for_job
 from voicereel import operations
 from voicereel.api.app import create_app
 from voicereel.db import repo
@@ -51,23 +51,6 @@ def _samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]],
 def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
            **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def _speaker(client: TestClient, wav: bytes) -> str:
-    r = client.post("/v1/speakers", data={"name": "Alice"},
-                    files={"audio": ("r.wav", wav, "audio/wav")})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def _wait(client: TestClient, job_id: str, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
 
 
 def test_requests_are_counted_by_route_template(client: TestClient) -> None:
@@ -128,11 +111,11 @@ def test_queued_jobs_show_in_the_state_gauge_and_queue_depth(
 
 def test_a_finished_job_is_counted_and_timed(client: TestClient,
                                              reference_wavs: dict[str, bytes]) -> None:
-    speaker_id = _speaker(client, reference_wavs["Alice"])
+    speaker_id = register_speaker(client, reference_wavs["Alice"], "Alice")
     before = _samples(client)
     r = client.post("/v1/synthesize", json={
         "script": [{"speaker_id": speaker_id, "text": "Counted once."}]})
-    assert _wait(client, r.json()["job_id"])["status"] == "succeeded"
+    assert wait_for_job(client, r.json()["job_id"])["status"] == "succeeded"
     after = _samples(client)
     assert _value(after, "voicereel_jobs", state="succeeded") >= 1
     for histogram in ("voicereel_job_duration_seconds", "voicereel_engine_real_time_factor"):
@@ -143,11 +126,11 @@ def test_a_finished_job_is_counted_and_timed(client: TestClient,
 
 def test_a_revision_is_timed_from_its_own_submission(
         client: TestClient, services: Services, reference_wavs: dict[str, bytes]) -> None:
-    speaker_id = _speaker(client, reference_wavs["Alice"])
+    speaker_id = register_speaker(client, reference_wavs["Alice"], "Alice")
     r = client.post("/v1/synthesize", json={
         "script": [{"speaker_id": speaker_id, "text": "First take."}]})
     job_id = r.json()["job_id"]
-    assert _wait(client, job_id)["status"] == "succeeded"
+    assert wait_for_job(client, job_id)["status"] == "succeeded"
     with services.db.session() as session:  # the job was first made a day ago
         job = session.get(Job, job_id)
         assert job is not None
@@ -156,7 +139,7 @@ def test_a_revision_is_timed_from_its_own_submission(
     r = client.post(f"/v1/jobs/{job_id}/revisions",
                     json={"edits": [{"line": 0, "text": "Second take."}]})
     assert r.status_code == 202, r.text
-    assert _wait(client, job_id)["status"] == "succeeded"
+    assert wait_for_job(client, job_id)["status"] == "succeeded"
     after = _samples(client)
     name = "voicereel_job_duration_seconds"
     assert _value(after, f"{name}_count") == _value(before, f"{name}_count") + 1
@@ -223,7 +206,7 @@ def test_logs_are_json_lines_with_the_request_id(client: TestClient,
 
 def test_the_log_context_helpers(client: TestClient, services: Services, json_log: io.StringIO,
                                  reference_wavs: dict[str, bytes]) -> None:
-    speaker_id = _speaker(client, reference_wavs["Alice"])
+    speaker_id = register_speaker(client, reference_wavs["Alice"], "Alice")
     r = client.post("/v1/synthesize", headers={"X-Request-ID": "submit-7"},
                     json={"script": [{"speaker_id": speaker_id, "text": "Traced."}]})
     job_id = r.json()["job_id"]
@@ -252,7 +235,7 @@ def test_the_worker_logs_a_job_with_the_id_of_the_request_that_made_it(
     app.state.runner = InlineRunner(services)  # never started; the lifespan does not run
     api = TestClient(app)
     api.headers["Authorization"] = f"Bearer {operations.create_key(services, tenant_name)}"
-    speaker_id = _speaker(api, reference_wavs["Alice"])
+    speaker_id = register_speaker(api, reference_wavs["Alice"], "Alice")
     job_id = api.post("/v1/synthesize", headers={"X-Request-ID": "submit-8"}, json={
         "script": [{"speaker_id": speaker_id, "text": "Never rendered."}]}).json()["job_id"]
     assert api.delete(f"/v1/speakers/{speaker_id}").status_code == 204
@@ -261,7 +244,7 @@ def test_the_worker_logs_a_job_with_the_id_of_the_request_that_made_it(
     runner.start()
     try:
         runner.submit(job_id)
-        assert _wait(api, job_id)["status"] == "failed"
+        assert wait_for_job(api, job_id)["status"] == "failed"
     finally:
         runner.stop()
     worker_lines = [line for line in _lines(json_log) if line.get("job_id") == job_id]

@@ -58,6 +58,17 @@ def test_a_null_pause_restores_the_default_pause() -> None:
     assert back.request.script[0].pause_after_ms is None and back.reused_from == [0, 1]
 
 
+def test_a_new_language_renders_the_line_and_a_null_one_restores_the_speakers() -> None:
+    english = revise(job(3), {"line": 1, "lang": "EN-us"})
+    assert english.request.script[1].lang == "en-US" and english.reused_from == [0, None, 2]
+    back = revise(english.request, {"line": 1, "lang": None})
+    assert back.request.script[1].lang is None and back.reused_from == [0, None, 2]
+    same = revise(english.request, {"line": 1, "lang": "en-US"})
+    assert same.reused_from == [0, 1, 2]
+    with pytest.raises(ValidationError):
+        RevisionRequest.model_validate({"edits": [{"line": 0, "lang": "klingon"}]})
+
+
 def test_insertions_land_after_their_line_in_the_order_given() -> None:
     revised = revise(job(3), {"insert_after": 1, "speaker_id": "spk_1", "text": "New A."},
                      {"insert_after": -1, "speaker_id": "spk_0", "text": "Opening."},

@@ -151,7 +151,7 @@ class VoiceReel(BaseClient):
         """Fix lines of a finished job: only the lines the edits change render.
 
         Edits address the lines of the job's latest revision: `{"line": 3, "text": ...}`
-        (any of text, speaker_id, speed, pause_after_ms, seed), `{"line": 2, "retake": True}`,
+        (any of text, speaker_id, speed, pause_after_ms, seed, lang), `{"line": 2, "retake": True}`,
         `{"insert_after": 5, "speaker_id": ..., "text": ...}`, `{"delete": 7}`. Output and
         captions default to the revision's. Wait for it like a job.
         """

@@ -442,6 +442,7 @@ def jobs_wait(cli: Cli, job_id: str, out: Path | None) -> None:
               help="The pause after the line, in ms.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1),
               help="The seed to render the line with (a take shown in its revision).")
+@click.option("--lang", help="The line's language (a BCP 47 tag such as en or ko).")
 @click.option("--delete", "deletes", multiple=True, type=click.IntRange(min=0),
               help="Delete this line (repeatable).")
 @click.option("--wait", "wait_", is_flag=True, help="Wait, with a progress bar.")
@@ -450,19 +451,19 @@ def jobs_wait(cli: Cli, job_id: str, out: Path | None) -> None:
 @api_command
 def jobs_revise(cli: Cli, job_id: str, line: int | None, text: str | None,
                 speaker: str | None, speed: float | None, pause_after_ms: int | None,
-                seed: int | None, deletes: tuple[int, ...], wait_: bool,
+                seed: int | None, lang: str | None, deletes: tuple[int, ...], wait_: bool,
                 out: Path | None) -> None:
     """Fix a finished job: change one line and/or delete lines; only changed lines render."""
     change: dict[str, Any] = {name: value for name, value in (
-        ("text", text), ("speed", speed), ("pause_after_ms", pause_after_ms), ("seed", seed))
-        if value is not None}
+        ("text", text), ("speed", speed), ("pause_after_ms", pause_after_ms), ("seed", seed),
+        ("lang", lang)) if value is not None}
     if speaker is not None:
         change["speaker_id"] = _speaker_id(cli.client, speaker)
     if change and line is None:
         raise click.UsageError("say which line to change with --line")
     if line is not None and not change:
-        raise click.UsageError("give --text, --speaker, --speed, --pause-after-ms or --seed "
-                               "for --line (or use `jobs retake`)")
+        raise click.UsageError("give --text, --speaker, --speed, --pause-after-ms, --seed "
+                               "or --lang for --line (or use `jobs retake`)")
     edits = ([{"line": line, **change}] if line is not None else []) + [
         {"delete": index} for index in deletes]
     if not edits:

@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from voicereel.domain.sentences import ends_clause, ends_sentence
+
 StyleName = Literal["netflix-en", "bbc", "youtube", "korean"]
-SENTENCE_END = (".", "?", "!", "…", "。", "？", "！", '."', '?"', '!"', ".'", ".)")
-CLAUSE_END = (",", ";", ":", "—", "–", "、", "，", "；", "：")
 # A cue or line may break before these (the Netflix and BBC guides' "before conjunctions and
 # prepositions"); lower-case English.
 BREAK_BEFORE = frozenset((
@@ -130,9 +130,9 @@ class Layout:
 def _break_class(word: str, following: str | None) -> int:
     """How good a break after `word` is: 3 sentence end, 2 clause, 1 before a conjunction or
     preposition, 0 anywhere else."""
-    if word.endswith(SENTENCE_END):
+    if ends_sentence(word):
         return 3
-    if word.endswith(CLAUSE_END):
+    if ends_clause(word):
         return 2
     if following is not None and following.lower().strip("\"'(“‘") in BREAK_BEFORE:
         return 1

@@ -2,12 +2,12 @@
 
 Edits address the lines of the revision they revise, by index, so their order in a request
 does not matter: `{"line": 3, "text": ...}` changes a line (any of text, speaker_id, speed,
-pause_after_ms, seed), `{"line": 2, "retake": true}` renders it again with a new seed (or the
-`seed` given: the same seed renders the same take again),
-`{"insert_after": 5, ...}` adds a line (-1: before the first), `{"delete": 7}` removes one.
-A line keeps its stored unit unless its text, speaker, speed or seed changed or a retake was
-asked for; a new pause after a line changes only the assembly, never the line's audio. A new
-output sample rate renders every line.
+pause_after_ms, seed, lang; a null lang: the speaker's), `{"line": 2, "retake": true}`
+renders it again with a new seed (or the `seed` given: the same seed renders the same take
+again), `{"insert_after": 5, ...}` adds a line (-1: before the first), `{"delete": 7}`
+removes one. A line keeps its stored unit unless its text, speaker, speed, seed or language
+changed or a retake was asked for; a new pause after a line changes only the assembly, never
+the line's audio. A new output sample rate renders every line.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from voicereel.domain.captions import CaptionOptions
+from voicereel.domain.languages import canonical_tag
 from voicereel.domain.script import (
     SEED_MAX,
     OutputOptions,
@@ -37,7 +38,13 @@ class LineEdit(BaseModel):
     speed: float | None = Field(None, ge=0.5, le=2.0)
     pause_after_ms: int | None = Field(None, ge=0)
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    lang: str | None = Field(None, max_length=35)
     retake: bool = False
+
+    @field_validator("lang")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        return None if value is None else canonical_tag(value)
 
     @field_validator("text")
     @classmethod
@@ -96,10 +103,11 @@ class RevisedScript:
 
 
 def changed_fields(edit: LineEdit) -> dict[str, object]:
-    """The fields of a line an edit sets (a null pause_after_ms: the default pause)."""
+    """The fields of a line an edit sets (a null pause_after_ms: the default pause; a null
+    lang: the speaker's)."""
     return {name: value for name, value in edit.model_dump(exclude_unset=True).items()
             if name not in ("line", "retake") and (value is not None
-                                                   or name == "pause_after_ms")}
+                                                   or name in ("pause_after_ms", "lang"))}
 
 
 def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> RevisedScript:
@@ -128,7 +136,8 @@ def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> Revise
             deleted.add(target)
         elif not edit.retake and not changed_fields(edit):
             errors.append({"loc": loc, "msg": "an edit changes text, speaker_id, speed, "
-                                              "pause_after_ms or seed, or asks for a retake"})
+                                              "pause_after_ms, seed or lang, or asks for a "
+                                              "retake"})
         else:
             changes[target] = edit
     if errors:
@@ -153,8 +162,8 @@ def apply_edits(previous: SynthesisRequest, revision: RevisionRequest) -> Revise
                     fields.setdefault("seed", None)  # a new take: a new seed, unless given
                 new = line.model_copy(update=fields)
             rerender = change is not None and (
-                change.retake or (new.text, new.speaker_id, new.speed, new.seed)
-                != (line.text, line.speaker_id, line.speed, line.seed))
+                change.retake or (new.text, new.speaker_id, new.speed, new.seed, new.lang)
+                != (line.text, line.speaker_id, line.speed, line.seed, line.lang))
             lines.append(new)
             reused_from.append(None if rerender else index)
         add_inserted(index)

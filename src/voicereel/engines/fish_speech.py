@@ -41,6 +41,7 @@ from scipy import signal
 
 from voicereel import errors
 from voicereel.domain.languages import Quality
+from voicereel.domain.sentences import CLAUSE_MARKS, CLOSERS, SENTENCE_MARKS
 from voicereel.domain.textnorm import normalize
 from voicereel.engines.base import AudioChunk, Rendered, Voice, WordSpan
 from voicereel.engines.metrics import FISH_SPEECH_EXHAUSTED, FISH_SPEECH_REQUESTS, FISH_SPEECH_WAIT
@@ -62,9 +63,6 @@ PAUSE_PAD_SECONDS = 0.1
 # How far (in seconds of speech) the proportional estimate may move to reach a boundary.
 SNAP_SECONDS = 2.0
 REFERENCE_CACHE_SIZE = 64  # speakers whose encoded span is kept in memory
-SENTENCE_END = ".!?…。！？"
-CLAUSE_END = ",;:，、；：—"
-CLOSERS = "\"')]}»”’」』"
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _VOWEL_GROUP = re.compile(r"[aeiouy]+")
 
@@ -212,7 +210,7 @@ def _boundaries(text: str) -> dict[str, tuple[list[int], list[int]]]:
         return end == ends[-1] or (k > 0 and text[k - 1] in marks)
 
     tiers: dict[str, tuple[list[int], list[int]]] = {}
-    for tier, marks in (("sentence", SENTENCE_END), ("clause", SENTENCE_END + CLAUSE_END)):
+    for tier, marks in (("sentence", SENTENCE_MARKS), ("clause", SENTENCE_MARKS + CLAUSE_MARKS)):
         tier_ends = [e for e in ends if closes(e, marks)]
         # A start opens a sentence (clause) when the word end just before it closes one.
         tier_starts = [starts[0]] + [
@@ -290,9 +288,9 @@ def _token_weight(token: str) -> tuple[float, float]:
     letters = sum(1 for ch in token if ch.isalnum())
     word = max(_syllables(token) + 0.25 * letters, 0.2)
     body = token.rstrip(CLOSERS)
-    if body and body[-1] in SENTENCE_END:
+    if body and body[-1] in SENTENCE_MARKS:
         return word, 2.0
-    if body and body[-1] in CLAUSE_END:
+    if body and body[-1] in CLAUSE_MARKS:
         return word, 1.0
     return word, 0.0
 

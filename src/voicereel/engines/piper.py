@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from voicereel.domain.languages import Quality, primary
+from voicereel.domain.sentences import ends_clause, ends_sentence
 from voicereel.engines import adapt
 from voicereel.engines.base import AudioChunk, Rendered, Voice, WordSpan
 from voicereel.errors import SynthesisFailed
@@ -36,11 +37,6 @@ _MIN_CLAUSE_WORDS = 8
 # render and adaptation are the wait before the first sound.
 FIRST_STREAM_WORDS = 2
 _WARM_TEXT = "Hello there."
-# with the full-width enders of Chinese and Japanese text (and Korean written with them)
-_SENTENCE_END = (".", "!", "?", "…", '."', '!"', '?"', ".)", "!)", "?)", "。", "！", "？",
-                 "。」", "。』", "！」", "？」")
-_CLAUSE_END = (",", ";", ":", "—", "、", "，", "；", "：")
-_NOT_SENTENCE_END = {"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "e.g.", "i.e.", "no."}
 CHUNK_LEVEL_DBFS = -20.0  # RMS of the active frames of every chunk
 _PEAK_CEILING = 0.95
 _LEVEL_FRAME_SECONDS = 0.02
@@ -429,19 +425,19 @@ def _fill_gaps(assigned: list[int | None]) -> None:
 def sentence_chunks(tokens: list[str], max_words: int = MAX_CHUNK_WORDS) -> list[tuple[int, int]]:
     """Split whitespace tokens into [start, end) runs that each end a sentence.
 
-    A sentence longer than `max_words` is cut after its clause punctuation nearest the limit
+    Sentences end where `domain.sentences` says (Korean verb endings included); a sentence
+    longer than `max_words` is cut after its clause punctuation nearest the limit
     (or at the limit when it has none), so no chunk exceeds `max_words`.
     """
     chunks: list[tuple[int, int]] = []
     start = 0
     last_clause = -1
     for index, token in enumerate(tokens):
-        lowered = token.lower()
-        if lowered.endswith(_SENTENCE_END) and lowered not in _NOT_SENTENCE_END:
+        if ends_sentence(token):
             chunks.append((start, index + 1))
             start, last_clause = index + 1, -1
             continue
-        if token.endswith(_CLAUSE_END) and index + 1 - start >= _MIN_CLAUSE_WORDS:
+        if ends_clause(token) and index + 1 - start >= _MIN_CLAUSE_WORDS:
             last_clause = index
         if index + 1 - start >= max_words:
             cut = last_clause + 1 if last_clause >= 0 else index + 1
@@ -462,7 +458,7 @@ def stream_chunks(tokens: list[str], first_words: int = FIRST_STREAM_WORDS
     start, end = chunks[0]
     cut = start + first_words
     for index in range(start, min(end, cut)):
-        if tokens[index].endswith(_CLAUSE_END):
+        if ends_clause(tokens[index]):
             cut = index + 1
             break
     if cut >= end:
