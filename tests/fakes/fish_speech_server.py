@@ -21,6 +21,17 @@ follows fishaudio/fish-speech at tag v1.5.0 rule by rule:
     (the real server's torchaudio.load in tools/inference_engine/reference_loader.py l. 105-125
     fails with a 500 otherwise).
 - validation errors -> 422; `streaming` with a format other than wav -> 400 (views.py l. 124-129).
+- `streaming: true` (views.py l. 132-139, tools/server/inference.py `inference_wrapper`,
+  tools/inference_engine/__init__.py l. 71-110): chunked transfer, content type `audio/wav`;
+  first the header of tools/inference_engine/utils.py `wav_chunk_header` (Python's `wave` with
+  no frames: 44 bytes, RIFF and data sizes 0 and 36), then each segment as
+  `(audio * 32768).astype(np.int16).tobytes()`, one write per segment. Segments are the text
+  split as fish_speech/text/spliter.py `split_text(text, chunk_length)` splits it (sentences,
+  then clauses, then words, merged up to chunk_length UTF-8 bytes; its clean_text and decimal
+  protection are left out: our text arrives normalised). The final, whole audio the engine
+  yields last is an ndarray, which `inference_async` drops (api_utils.py l. 58-61). An error
+  after the header (a model failure) aborts the response: the client sees an incomplete body.
+  The segments joined are the non-streamed answer's samples.
 - errors are JSON `{"statusCode", "message", "error"}` (tools/server/exception_handler.py).
 - bearer key (tools/api_server.py l. 33-45): with a key, a missing or wrong
   `Authorization: Bearer` -> 401 "Invalid token". Note that v1.5.0 defines this check but never
@@ -43,8 +54,10 @@ import contextlib
 import io
 import json
 import socket
+import string
 import threading
 import time
+import wave
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Annotated, Any, Literal
@@ -111,6 +124,11 @@ class Received:
 
 def synthetic_speech(text: str, seed: int | None) -> np.ndarray:
     """A voiced signal with one harmonic burst per word; longer text, longer audio."""
+    return np.concatenate(_speech_parts(text, seed))
+
+
+def _speech_parts(text: str, seed: int | None) -> list[np.ndarray]:
+    """The lead silence, then a burst and a gap per word, then the tail silence."""
     rng = np.random.default_rng(seed)
     parts = [np.zeros(int(LEAD_SILENCE * SAMPLE_RATE), np.float32)]
     for word in text.split():
@@ -122,7 +140,84 @@ def synthetic_speech(text: str, seed: int | None) -> np.ndarray:
         parts.append((0.25 * voiced * envelope).astype(np.float32))
         parts.append(np.zeros(int(WORD_GAP * SAMPLE_RATE), np.float32))
     parts.append(np.zeros(int(TAIL_SILENCE * SAMPLE_RATE), np.float32))
-    return np.concatenate(parts)
+    return parts
+
+
+def split_text(text: str, length: int) -> list[str]:
+    """fish_speech/text/spliter.py `split_text` at v1.5.0, without its clean_text and float
+    protection."""
+
+    def size(piece: str) -> int:
+        return len(piece.encode("utf-8"))
+
+    def brk(texts: list[str], splits: str) -> list[str]:
+        out: list[str] = []
+        for piece in texts:
+            if size(piece) <= length:
+                out.append(piece)
+                continue
+            current = ""
+            for char in piece:
+                current += char
+                if char in splits:
+                    out.append(current)
+                    current = ""
+            if current:
+                out.append(current)
+        return out
+
+    texts = brk(brk(brk([text], ".!?。！？"), ",，"), " ")
+    by_length: list[str] = []
+    for piece in texts:
+        while size(piece) > length:
+            cut = next(k for k in range(1, len(piece) + 1) if size(piece[:k]) >= length)
+            by_length.append(piece[:cut])
+            piece = piece[cut:]
+        if piece:
+            by_length.append(piece)
+    segments: list[str] = []
+    current = ""
+    for piece in by_length:
+        if size(current) + size(piece) <= length:
+            current += piece
+        else:
+            _add_cleaned(current, segments)
+            current = piece
+    _add_cleaned(current, segments)
+    return segments
+
+
+def _add_cleaned(current: str, segments: list[str]) -> None:
+    current = current.strip()
+    if current and not all(c.isspace() or c in string.punctuation for c in current):
+        segments.append(current)
+
+
+def wav_chunk_header(sample_rate: int = SAMPLE_RATE) -> bytes:
+    """tools/inference_engine/utils.py `wav_chunk_header`: a WAV header with no frames."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav_file:
+        wav_file.setnchannels(1)
+        wav_file.setsampwidth(2)
+        wav_file.setframerate(sample_rate)
+    return buffer.getvalue()
+
+
+def streamed_segments(text: str, seed: int | None, chunk_length: int) -> list[np.ndarray]:
+    """The audio of each segment of `text`: `synthetic_speech` cut after each segment's last
+    word (the lead silence goes with the first, the tail with the last)."""
+    parts = _speech_parts(text, seed)
+    words = [len(segment.split()) for segment in split_text(text, chunk_length)]
+    segments: list[np.ndarray] = []
+    index = 1  # parts[0] is the lead silence; each word is a burst and a gap
+    for count in words:
+        end = index + 2 * count
+        segments.append(np.concatenate(parts[(0 if not segments else index):end]))
+        index = end
+    if not segments:
+        return [np.concatenate(parts)]
+    segments[-1] = np.concatenate([segments[-1], *parts[index:]])
+    return segments
 
 
 @dataclass
@@ -130,11 +225,13 @@ class FakeFishSpeech:
     """Serves the fake on 127.0.0.1 in a thread; `mode` picks the behaviour of `/v1/tts`.
 
     mode: "ok"; "error" (always 500, like a model error surfacing through
-    `inference_wrapper`); "sleep" (wait `sleep_seconds`, then answer normally).
+    `inference_wrapper`; streamed: the header, then the connection aborted); "sleep" (wait
+    `sleep_seconds`, then answer normally; streamed: after the header); "break" (streamed: the
+    header and the first segment, then the connection aborted, as a server dying mid-line).
     """
 
     api_key: str | None = None
-    mode: Literal["ok", "error", "sleep"] = "ok"
+    mode: Literal["ok", "error", "sleep", "break"] = "ok"
     sleep_seconds: float = 3.0
     received: list[Received] = field(default_factory=list)
     tts_calls: int = 0
@@ -267,6 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
             owner._in_flight += 1
             owner.max_in_flight = max(owner.max_in_flight, owner._in_flight)
         try:
+            if req.streaming:
+                self._stream(req, data, references)
+                return
             if owner.mode == "error":
                 self._error(500, "CUDA out of memory", "Internal Server Error")
                 return
@@ -288,3 +388,36 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with owner._lock:
                 owner._in_flight -= 1
+
+    def _stream(self, req: ServeTTSRequest, data: dict[str, Any],
+                references: list[tuple[np.ndarray, int]]) -> None:
+        owner = self.owner
+        # chunked transfer needs HTTP/1.1; the connection closes after this answer
+        self.protocol_version = "HTTP/1.1"
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            self.send_header("Content-Disposition", "attachment; filename=audio.wav")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self._chunk(wav_chunk_header())
+            if owner.mode == "error":
+                return  # aborted: no terminating chunk
+            if owner.mode == "sleep":
+                time.sleep(owner.sleep_seconds)
+            with owner._lock:
+                owner.received.append(Received(req, data, dict(self.headers), references))
+            for number, segment in enumerate(streamed_segments(req.text, req.seed,
+                                                                req.chunk_length)):
+                self._chunk((segment * 32768).astype(np.int16).tobytes())
+                if owner.mode == "break" and number == 0:
+                    return
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()

@@ -118,3 +118,39 @@ def test_a_korean_line_and_transcript_reach_fish_speech_normalised(
     words = captions["segments"][0]["words"]
     assert [w["text"] for w in words] == line.split()
     assert words[1]["spoken"] == "세 시"
+
+
+def _metric(client: TestClient, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(client.get("/metrics").text)
+               for s in family.samples if s.name == name)
+
+
+def test_speech_streams_from_fish_speech_and_ends_early_when_it_breaks(
+        client: TestClient, fake: FakeFishSpeech, reference_wavs: dict[str, bytes]) -> None:
+    r = client.post("/v1/speakers", data={"name": "Alice", "transcript": REFERENCE_TRANSCRIPT},
+                    files={"audio": ("a.wav", reference_wavs["Alice"], "audio/wav")})
+    assert r.status_code == 201, r.text
+    body = {"model": "fish-speech", "voice": "alice", "response_format": "pcm",
+            "input": "The first sentence is here. A second one follows it. And a third."}
+    whole = client.post("/v1/audio/speech", json={**body, "stream": False})
+    assert whole.status_code == 200, whole.text
+    with client.stream("POST", "/v1/audio/speech", json=body) as streamed:
+        assert "content-length" not in streamed.headers
+        assert len(streamed.read()) == len(whole.content)
+    assert [received.request.streaming for received in fake.received] == [True, True]
+
+    broken_before = _metric(client, "voicereel_speech_streams_broken_total")
+    fake.mode = "break"  # the server dies after the first segment
+    received = b""
+    with client.stream("POST", "/v1/audio/speech", json={**body, "seed": 1}) as streamed:
+        assert streamed.status_code == 200
+        # TestClient re-raises what ended the stream; a real client sees it cut short
+        with pytest.raises(Exception, match="broke off the stream"):
+            for piece in streamed.iter_bytes():
+                received += piece
+    assert 0 < len(received) < len(whole.content)
+    assert _metric(client, "voicereel_speech_streams_broken_total") == broken_before + 1
+    usage = client.get("/v1/usage").json()
+    assert usage["totals"]["jobs"] == 2  # the broken stream is not billed

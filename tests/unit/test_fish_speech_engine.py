@@ -421,3 +421,80 @@ def test_a_speaker_registered_under_another_engine_gets_its_span_once(
     assert len(loads) == 1
     texts = [r.raw["references"][0]["text"] for r in fake.received]
     assert texts == [profile["span_text"]] * 2
+
+
+# --- streaming (`streaming: true`) ---------------------------------------------------------
+
+STREAM_TEXT = ("The first sentence is here. A second one follows it, with a clause. "
+               "And then a third sentence ends the line.")
+
+
+def test_the_fake_streams_as_v150_does(fake: FakeFishSpeech) -> None:
+    body = {"text": STREAM_TEXT, "streaming": True, "chunk_length": 100}
+    with httpx.stream("POST", f"{fake.url}/v1/tts", content=msgpack.packb(body),
+                      headers={"Content-Type": "application/msgpack"}) as response:
+        pieces = list(response.iter_raw())
+        headers = response.headers
+    assert headers["content-type"] == "audio/wav"
+    assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+    data = b"".join(pieces)
+    # Python's `wave` header written before any frame: RIFF size 36, data size 0
+    assert data[:4] == b"RIFF" and int.from_bytes(data[4:8], "little") == 36
+    assert data[36:40] == b"data" and int.from_bytes(data[40:44], "little") == 0
+    whole = post_tts(fake.url, msgpack.packb({**body, "streaming": False})).content
+    assert len(data) - 44 == len(whole) - 44  # the same samples, 16-bit
+    refused = post_tts(fake.url, msgpack.packb({**body, "format": "mp3"}))
+    assert refused.status_code == 400 and "only supports WAV" in refused.text
+
+
+def test_a_streamed_line_is_the_whole_line_in_pieces(
+    fake: FakeFishSpeech, reference: dict[str, Any], profile: dict, tmp_path: Path
+) -> None:
+    engine = FishSpeechEngine(make_settings(tmp_path, [fake.url], fish_speech_chunk_length=100))
+    voice = make_voice(reference, profile)
+    chunks = list(engine.stream(STREAM_TEXT, voice, seed=5))
+    whole = engine.synthesize(STREAM_TEXT, voice, seed=5)
+    streamed, plain = fake.received
+    assert set(streamed.raw) == REQUEST_FIELDS
+    assert streamed.raw["streaming"] is True and streamed.raw["format"] == "wav"
+    assert {k: v for k, v in streamed.raw.items() if k != "streaming"} == \
+        {k: v for k, v in plain.raw.items() if k != "streaming"}
+    assert {c.sample_rate for c in chunks} == {SAMPLE_RATE}
+    joined = np.concatenate([c.audio for c in chunks])
+    assert len(joined) == len(whole.audio)
+    np.testing.assert_allclose(joined, whole.audio, atol=2e-4)  # 16-bit scaled by 32768 / 32767
+
+
+def test_a_streamed_line_keeps_the_stretched_length(
+    fake: FakeFishSpeech, reference: dict[str, Any], profile: dict, tmp_path: Path
+) -> None:
+    engine = FishSpeechEngine(make_settings(tmp_path, [fake.url], fish_speech_chunk_length=100))
+    voice = make_voice(reference, profile)
+    streamed = sum(len(c.audio) for c in engine.stream(STREAM_TEXT, voice, speed=1.5, seed=5))
+    assert streamed == len(engine.synthesize(STREAM_TEXT, voice, speed=1.5, seed=5).audio)
+
+
+def test_a_stream_failing_before_its_audio_fails_over(
+    reference: dict[str, Any], profile: dict, tmp_path: Path
+) -> None:
+    with FakeFishSpeech(mode="error") as broken, FakeFishSpeech() as good:
+        engine = FishSpeechEngine(make_settings(tmp_path, [broken.url, good.url],
+                                                fish_speech_retries=0))
+        chunks = list(engine.stream("Hello there.", make_voice(reference, profile)))
+    assert broken.tts_calls == 1 and good.tts_calls == 1
+    assert sum(len(c.audio) for c in chunks) > 0
+
+
+def test_a_stream_breaking_after_its_audio_fails_the_line(
+    reference: dict[str, Any], profile: dict, tmp_path: Path
+) -> None:
+    with FakeFishSpeech(mode="break") as dying, FakeFishSpeech() as good:
+        engine = FishSpeechEngine(make_settings(tmp_path, [dying.url, good.url],
+                                                fish_speech_chunk_length=100))
+        stream = engine.stream(STREAM_TEXT, make_voice(reference, profile))
+        first = next(stream)
+        with pytest.raises(errors.SynthesisFailed, match="broke off the stream"):
+            list(stream)
+    assert len(first.audio) > 0
+    # audio already played cannot be rendered again elsewhere
+    assert dying.tts_calls == 1 and good.tts_calls == 0

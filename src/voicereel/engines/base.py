@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +43,14 @@ class Rendered:
     """The seed it was rendered with: the same text, voice, speed and seed render it again."""
 
 
+@dataclass
+class AudioChunk:
+    """One consecutive piece of a line as `Engine.stream` renders it: mono float32 in [-1, 1]."""
+
+    audio: np.ndarray
+    sample_rate: int
+
+
 class Engine(Protocol):
     """A text-to-speech engine. Implementations: `piper` (CPU, bundled) and `fish-speech`."""
 
@@ -60,6 +68,16 @@ class Engine(Protocol):
                    seed: int | None = None) -> Rendered:
         """Render `text` (already normalised for speech) in `voice`; with `seed`, as the
         engine rendered it with that seed before (None: the engine's own choice)."""
+        ...
+
+    def stream(self, text: str, voice: Voice, *, speed: float = 1.0,
+               seed: int | None = None) -> Iterator[AudioChunk]:
+        """Render `text` like `synthesize`, yielding audio as it is made (no word timings).
+
+        The first chunk is the engine's quickest first sound; the chunks of one call, joined,
+        are the whole line. Per-voice processing (adaptation, levelling) is applied to each
+        chunk as it is yielded, so nothing waits for the line's end.
+        """
         ...
 
     def warm_up(self) -> None:

@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -19,7 +20,8 @@ import numpy as np
 
 from voicereel.domain.languages import Quality, primary
 from voicereel.engines import adapt
-from voicereel.engines.base import Rendered, Voice, WordSpan
+from voicereel.engines.base import AudioChunk, Rendered, Voice, WordSpan
+from voicereel.engines.piper import sentence_chunks
 from voicereel.errors import ServiceUnavailable, SynthesisFailed
 from voicereel.settings import Settings
 
@@ -229,18 +231,36 @@ class EspeakEngine:
     def synthesize(self, text: str, voice: Voice, *, speed: float = 1.0,
                    seed: int | None = None) -> Rendered:
         """espeak-ng is deterministic: `seed` is kept but changes nothing."""
-        profile = adapt.Profile.from_json(voice.profile) or adapt.fallback_profile(
-            voice.speaker_id)
+        profile = _profile(voice)
         audio, rate, events = speak(text, voice.lang,
                                     round(BASE_RATE_WPM * profile.rate * speed))
         spans = word_spans(text, events, len(audio))
-        if len(audio):
-            # the pace was set by espeak's rate: keep only the pitch and envelope
-            audio = adapt.transform(audio, rate, adapt.Profile(
-                profile.f0_log_mean, profile.f0_log_std, profile.formant_scale, 1.0,
-                profile.eq_db))
-        peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
-        if peak > 0.95:
-            audio = audio * (0.95 / peak)
-        return Rendered(np.asarray(audio, np.float32), rate, spans,
+        return Rendered(_adapted(audio, rate, profile), rate, spans,
                         seed=0 if seed is None else seed)
+
+    def stream(self, text: str, voice: Voice, *, speed: float = 1.0,
+               seed: int | None = None) -> Iterator[AudioChunk]:
+        """A sentence at a time (piper's `sentence_chunks`), each adapted as `synthesize`
+        adapts a line."""
+        profile = _profile(voice)
+        tokens = text.split()
+        for start, end in sentence_chunks(tokens):
+            audio, rate, _ = speak(" ".join(tokens[start:end]), voice.lang,
+                                   round(BASE_RATE_WPM * profile.rate * speed))
+            yield AudioChunk(_adapted(audio, rate, profile), rate)
+
+
+def _profile(voice: Voice) -> adapt.Profile:
+    return adapt.Profile.from_json(voice.profile) or adapt.fallback_profile(voice.speaker_id)
+
+
+def _adapted(audio: np.ndarray, rate: int, profile: adapt.Profile) -> np.ndarray:
+    """The speaker's pitch and envelope (espeak's rate already set the pace), under 0.95."""
+    if len(audio):
+        audio = adapt.transform(audio, rate, adapt.Profile(
+            profile.f0_log_mean, profile.f0_log_std, profile.formant_scale, 1.0,
+            profile.eq_db))
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    if peak > 0.95:
+        audio = audio * (0.95 / peak)
+    return np.asarray(audio, np.float32)

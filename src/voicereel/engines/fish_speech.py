@@ -29,7 +29,7 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -43,7 +43,7 @@ from voicereel import errors
 from voicereel.domain.languages import Quality
 from voicereel.domain.sentences import CLAUSE_MARKS, CLOSERS, SENTENCE_MARKS
 from voicereel.domain.textnorm import normalize
-from voicereel.engines.base import Rendered, Voice, WordSpan
+from voicereel.engines.base import AudioChunk, Rendered, Voice, WordSpan
 from voicereel.engines.metrics import FISH_SPEECH_EXHAUSTED, FISH_SPEECH_REQUESTS, FISH_SPEECH_WAIT
 from voicereel.settings import Settings
 
@@ -448,6 +448,93 @@ def _reason(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}" + (f" ({message})" if message else "")
 
 
+def _transport_failure(exc: httpx.TransportError, read_timeout: float) -> Attempt:
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return Attempt("down", f"cannot connect ({exc or type(exc).__name__})")
+    if isinstance(exc, httpx.TimeoutException):
+        return Attempt("stuck", f"no answer within {read_timeout:g} s")
+    return Attempt("retry", f"transfer failed ({exc or type(exc).__name__})")
+
+
+def _refusal(response: httpx.Response, *, read: bool = False) -> Attempt | None:
+    """The Attempt of a non-200 answer (None for 200); `read` the body of a streamed one."""
+    if response.status_code == 200:
+        return None
+    if read:
+        response.read()
+    if response.status_code in (401, 403):
+        return Attempt("rejected", f"{_reason(response)}: check VOICEREEL_FISH_SPEECH_API_KEY")
+    if 400 <= response.status_code < 500:
+        return Attempt("rejected", _reason(response))
+    return Attempt("retry", _reason(response))
+
+
+class WavStream:
+    """Parses a streamed WAV as v1.5.0 sends it: a RIFF header (its sizes may be 0, as
+    Python's `wave` writes them before any frame), then 16-bit mono PCM in pieces of any size."""
+
+    def __init__(self) -> None:
+        self.sample_rate = 0
+        self._pending = b""
+
+    def feed(self, data: bytes) -> np.ndarray:
+        """The whole samples that `data` completes (float32; empty while in the header)."""
+        self._pending += data
+        if not self.sample_rate and not self._parse_header():
+            return np.zeros(0, np.float32)
+        usable = len(self._pending) - len(self._pending) % 2
+        pcm, self._pending = self._pending[:usable], self._pending[usable:]
+        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+    def _parse_header(self) -> bool:
+        buf = self._pending
+        if len(buf) >= 12 and (buf[:4] != b"RIFF" or buf[8:12] != b"WAVE"):
+            raise errors.SynthesisFailed("fish-speech streamed something other than WAV")
+        pos = 12
+        rate = 0
+        while len(buf) >= pos + 8:
+            kind, size = buf[pos:pos + 4], int.from_bytes(buf[pos + 4:pos + 8], "little")
+            if kind == b"data":
+                if not rate:
+                    raise errors.SynthesisFailed("fish-speech streamed WAV without a fmt chunk")
+                self.sample_rate, self._pending = rate, buf[pos + 8:]
+                return True
+            if len(buf) < pos + 8 + size:
+                return False
+            if kind == b"fmt ":
+                fmt, channels, rate = (int.from_bytes(buf[pos + 8:pos + 10], "little"),
+                                       int.from_bytes(buf[pos + 10:pos + 12], "little"),
+                                       int.from_bytes(buf[pos + 12:pos + 16], "little"))
+                bits = int.from_bytes(buf[pos + 22:pos + 24], "little")
+                if (fmt, channels, bits) != (1, 1, 16) or rate <= 0:
+                    raise errors.SynthesisFailed(
+                        f"fish-speech streamed WAV of format {fmt}, {channels} channel(s), "
+                        f"{bits} bits; expected 16-bit mono PCM")
+            pos += 8 + size + size % 2
+        return False
+
+
+class StreamStretch:
+    """`time_stretch` applied piece by piece, the pieces' lengths kept to what stretching the
+    whole would give (round(samples / speed) in all)."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._taken = 0
+        self._given = 0
+
+    def feed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        if abs(self.speed - 1.0) < 1e-3:
+            return audio
+        self._taken += len(audio)
+        want = round(self._taken / self.speed) - self._given
+        out = time_stretch(audio, sample_rate, self.speed)[:want]
+        if len(out) < want:
+            out = np.concatenate([out, np.zeros(want - len(out), np.float32)])
+        self._given += want
+        return out
+
+
 # --- engine -------------------------------------------------------------------------------
 
 
@@ -519,9 +606,19 @@ class FishSpeechEngine:
         speaker's stable seed unless `seed` is given)."""
         if not text.split():
             raise errors.SynthesisFailed("There is no text to render")
-        audio_bytes, ref_text = self._reference(voice)
         seed = self.seed_for(voice) if seed is None else seed
-        request = {
+        request = self._request(text, voice, seed, streaming=False)
+        audio, sample_rate = self._render(msgpack.packb(request, use_bin_type=True))
+        audio = time_stretch(audio, sample_rate, speed)
+        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+        return Rendered(audio, sample_rate, word_spans(text, audio, sample_rate),
+                        seed=seed)
+
+    def _request(self, text: str, voice: Voice, seed: int, *,
+                 streaming: bool) -> dict[str, Any]:
+        """The `ServeTTSRequest` of one line (v1.5.0 tools/schema.py, every field)."""
+        audio_bytes, ref_text = self._reference(voice)
+        return {
             "text": text,
             "chunk_length": int(self.settings.fish_speech_chunk_length),
             "format": "wav",
@@ -533,17 +630,31 @@ class FishSpeechEngine:
             "use_memory_cache": "on",
             # We normalise text ourselves; fish-speech's normaliser reads digits as Chinese.
             "normalize": False,
-            "streaming": False,
+            "streaming": streaming,
             "max_new_tokens": int(self.settings.fish_speech_max_new_tokens),
             "top_p": float(self.settings.fish_speech_top_p),
             "repetition_penalty": float(self.settings.fish_speech_repetition_penalty),
             "temperature": float(self.settings.fish_speech_temperature),
         }
-        audio, sample_rate = self._render(msgpack.packb(request, use_bin_type=True))
-        audio = time_stretch(audio, sample_rate, speed)
-        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
-        return Rendered(audio, sample_rate, word_spans(text, audio, sample_rate),
-                        seed=seed)
+
+    def stream(self, text: str, voice: Voice, *, speed: float = 1.0,
+               seed: int | None = None) -> Iterator[AudioChunk]:
+        """The line through `streaming: true`: the server's segments as they are decoded.
+
+        A v1.5.0 server answers a WAV header with a data size of 0 and then raw 16-bit PCM, one
+        write per generated segment. Failures before the first audio fail over as in
+        `synthesize`; once audio has been yielded, a broken transfer ends the line with
+        SynthesisFailed (what was played cannot be taken back).
+        """
+        if not text.split():
+            raise errors.SynthesisFailed("There is no text to render")
+        seed = self.seed_for(voice) if seed is None else seed
+        payload = msgpack.packb(self._request(text, voice, seed, streaming=True),
+                                use_bin_type=True)
+        stretch = StreamStretch(speed)
+        for audio, sample_rate in self._stream(payload):
+            yield AudioChunk(np.clip(stretch.feed(audio, sample_rate), -1.0, 1.0)
+                             .astype(np.float32), sample_rate)
 
     def seed_for(self, voice: Voice) -> int:
         """The configured seed, else one derived from the speaker id: a stable voice per speaker."""
@@ -626,19 +737,11 @@ class FishSpeechEngine:
         headers = {"Content-Type": "application/msgpack", **self._auth}
         try:
             response = self._client.post(f"{server.url}/v1/tts", content=payload, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            return Attempt("down", f"cannot connect ({exc or type(exc).__name__})")
-        except httpx.TimeoutException:
-            timeout = self.settings.fish_speech_read_timeout
-            return Attempt("stuck", f"no answer within {timeout:g} s")
         except httpx.TransportError as exc:
-            return Attempt("retry", f"transfer failed ({exc or type(exc).__name__})")
-        if response.status_code in (401, 403):
-            return Attempt("rejected", f"{_reason(response)}: check VOICEREEL_FISH_SPEECH_API_KEY")
-        if 400 <= response.status_code < 500:
-            return Attempt("rejected", _reason(response))
-        if response.status_code != 200:
-            return Attempt("retry", _reason(response))
+            return _transport_failure(exc, self.settings.fish_speech_read_timeout)
+        refused = _refusal(response)
+        if refused is not None:
+            return refused
         try:
             audio, sample_rate = sf.read(
                 io.BytesIO(response.content), dtype="float32", always_2d=True
@@ -646,6 +749,61 @@ class FishSpeechEngine:
         except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
             return Attempt("retry", f"answered audio that cannot be decoded ({exc})")
         return Attempt("ok", audio=audio.mean(axis=1), sample_rate=int(sample_rate))
+
+    def _stream(self, payload: bytes) -> Iterator[tuple[np.ndarray, int]]:
+        """`_render` for `streaming: true`: yields (audio, sample rate) per piece received.
+
+        The server is held while the caller consumes the pieces (closing the generator frees
+        it); retries and failover happen only before the first piece.
+        """
+        failures: dict[str, str] = {}
+        attempts: dict[str, int] = {}
+        not_before: dict[str, float] = {}
+        while True:
+            waiting = time.monotonic()
+            server = self.pool.acquire(skip=failures.keys(), not_before=not_before)
+            FISH_SPEECH_WAIT.observe(time.monotonic() - waiting)
+            if server is None:
+                FISH_SPEECH_EXHAUSTED.inc()
+                detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items())
+                raise errors.SynthesisFailed(f"Every fish-speech server failed the line: {detail}")
+            yielded = False
+            result = Attempt("retry", "no answer")
+            try:
+                headers = {"Content-Type": "application/msgpack", **self._auth}
+                with self._client.stream("POST", f"{server.url}/v1/tts", content=payload,
+                                         headers=headers) as response:
+                    refused = _refusal(response, read=True)
+                    if refused is not None:
+                        result = refused
+                    else:
+                        pcm = WavStream()
+                        for data in response.iter_bytes():
+                            audio = pcm.feed(data)
+                            if len(audio):
+                                yielded = True
+                                yield audio, pcm.sample_rate
+                        result = (Attempt("ok") if pcm.sample_rate else
+                                  Attempt("retry", "answered no WAV header"))
+            except httpx.TransportError as exc:
+                result = _transport_failure(exc, self.settings.fish_speech_read_timeout)
+            except errors.SynthesisFailed as exc:
+                result = Attempt("retry", exc.detail)
+            finally:
+                self.pool.release(server, failed=result.outcome in ("down", "stuck"))
+            FISH_SPEECH_REQUESTS.labels(result.outcome).inc()
+            if result.outcome == "ok":
+                return
+            if yielded:
+                raise errors.SynthesisFailed(
+                    f"fish-speech {server.url} broke off the stream: {result.reason}")
+            tries = attempts[server.url] = attempts.get(server.url, 0) + 1
+            log.warning("fish-speech %s: %s (attempt %d)", server.url, result.reason, tries)
+            if result.outcome in ("stuck", "rejected") or tries > self.settings.fish_speech_retries:
+                failures[server.url] = result.reason + (f" ({tries} attempts)" if tries > 1 else "")
+            else:
+                delay = self.settings.fish_speech_backoff_seconds * 2 ** (tries - 1)
+                not_before[server.url] = time.monotonic() + delay
 
     # health
 

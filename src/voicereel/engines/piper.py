@@ -16,7 +16,7 @@ import numpy as np
 from voicereel.domain.languages import Quality, primary
 from voicereel.domain.sentences import ends_clause, ends_sentence
 from voicereel.engines import adapt
-from voicereel.engines.base import Rendered, Voice, WordSpan
+from voicereel.engines.base import AudioChunk, Rendered, Voice, WordSpan
 from voicereel.errors import SynthesisFailed
 from voicereel.settings import Settings
 
@@ -33,6 +33,10 @@ _WORD_CACHE_SIZE = 50_000
 # the model keeps its prosody and pace over chunks of this size, and each chunk is levelled.
 MAX_CHUNK_WORDS = 40
 _MIN_CLAUSE_WORDS = 8
+# A stream's first chunk is cut this short (at its first clause when that comes sooner): its
+# render and adaptation are the wait before the first sound.
+FIRST_STREAM_WORDS = 2
+_WARM_TEXT = "Hello there."
 CHUNK_LEVEL_DBFS = -20.0  # RMS of the active frames of every chunk
 _PEAK_CEILING = 0.95
 _LEVEL_FRAME_SECONDS = 0.02
@@ -156,7 +160,11 @@ class PiperEngine:
         self._seeds_lock = threading.Lock()
 
     def warm_up(self) -> None:
+        """Load the model, then render and adapt a few words once: the first run of the ONNX
+        session and pyworld's import cost more than a line, and should not be a caller's."""
         self._model()
+        audio, _ = self.render_base(_WARM_TEXT, seed=0)
+        adapt.transform(audio, self.sample_rate, adapt.fallback_profile("warm-up"))
 
     def _model(self) -> Any:
         with self._lock:
@@ -273,6 +281,22 @@ class PiperEngine:
                                 self.sample_rate)
             chunks.append((audio, spans))
         return chunks
+
+    def stream(self, text: str, voice: Voice, *, speed: float = 1.0,
+               seed: int | None = None) -> Iterator[AudioChunk]:
+        """`text` a chunk at a time (`stream_chunks`: a short first one, then sentences), each
+        adapted and levelled as `synthesize` does and held under its peak ceiling on its own."""
+        profile = self.profile_of(voice)
+        length_scale = length_scale_for(profile.rate * speed)
+        tokens = text.split()
+        seed = self.new_seed() if seed is None else seed
+        for number, (start, end) in enumerate(stream_chunks(tokens, FIRST_STREAM_WORDS)):
+            audio, _ = self.render_base(" ".join(tokens[start:end]), length_scale,
+                                        seed=(seed + number) % SEED_LIMIT, lang=voice.lang)
+            audio = level_chunk(adapt.transform(audio, self.sample_rate, profile),
+                                self.sample_rate)
+            yield AudioChunk(join_chunks([(audio, [])], self.sample_rate).audio,
+                             self.sample_rate)
 
     def render_base(self, text: str, length_scale: float = 1.0, seed: int | None = None,
                     lang: str = "en") -> tuple[np.ndarray, list[WordSpan]]:
@@ -422,6 +446,24 @@ def sentence_chunks(tokens: list[str], max_words: int = MAX_CHUNK_WORDS) -> list
     if start < len(tokens):
         chunks.append((start, len(tokens)))
     return chunks
+
+
+def stream_chunks(tokens: list[str], first_words: int = FIRST_STREAM_WORDS
+                  ) -> list[tuple[int, int]]:
+    """`sentence_chunks`, with the first sentence cut after its first clause or `first_words`
+    words, whichever comes first, so that a stream's first audio is quick to make."""
+    chunks = sentence_chunks(tokens)
+    if not chunks:
+        return chunks
+    start, end = chunks[0]
+    cut = start + first_words
+    for index in range(start, min(end, cut)):
+        if ends_clause(tokens[index]):
+            cut = index + 1
+            break
+    if cut >= end:
+        return chunks
+    return [(start, cut), (cut, end), *chunks[1:]]
 
 
 def length_scale_for(pace: float) -> float:
