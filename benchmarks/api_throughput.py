@@ -106,10 +106,13 @@ def database(kind: str, folder: Path, postgres_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def served(src: Path, database_url: str, folder: Path, workers: int) -> Iterator[tuple[str, str]]:
+def served(src: Path, database_url: str, folder: Path, workers: int,
+           redis_url: str) -> Iterator[tuple[str, str]]:
     """A `voicereel serve` from `src` on a free port; yields its base URL and a bench key."""
     env = {**os.environ, "PYTHONPATH": str(src), "VOICEREEL_DATA_DIR": str(folder / "data"),
-           "VOICEREEL_DATABASE_URL": database_url, "VOICEREEL_LOG_LEVEL": "WARNING"}
+           "VOICEREEL_DATABASE_URL": database_url, "VOICEREEL_LOG_LEVEL": "WARNING",
+           # several processes count rate limits in Redis (the bench key has none)
+           "VOICEREEL_RATE_LIMIT_REDIS_URL": redis_url if workers > 1 else ""}
     key = subprocess.run([sys.executable, "-c", MAKE_KEY], env=env, check=True,
                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
     port = free_port()
@@ -165,8 +168,10 @@ def prepare(client: httpx.Client) -> tuple[str, str]:
 
 
 def processes_answering(client: httpx.Client, path: str) -> int:
-    """How many API processes answer (their X-VoiceReel-Process header), over 64 requests."""
-    seen = {client.get(path).headers.get("x-voicereel-process") for _ in range(64)}
+    """How many API processes answer (their X-VoiceReel-Process header), over 64 requests,
+    each on a new connection."""
+    seen = {client.get(path, headers={"Connection": "close"}).headers.get("x-voicereel-process")
+            for _ in range(64)}
     return len(seen - {None})
 
 
@@ -208,7 +213,7 @@ def run(kind: str, workers: int, args: argparse.Namespace) -> dict[str, Figures]
     folder = Path(tempfile.mkdtemp(prefix="voicereel-throughput-"))
     try:
         with database(kind, folder, args.postgres_url) as url, \
-                served(args.src, url, folder, workers) as (base, key):
+                served(args.src, url, folder, workers, args.redis_url) as (base, key):
             with httpx.Client(base_url=base, timeout=120,
                               headers={"Authorization": f"Bearer {key}"}) as client:
                 speaker, job_id = prepare(client)
@@ -235,6 +240,8 @@ def main() -> None:
     parser.add_argument("--src", type=Path, default=ROOT / "src",
                         help="the checkout's src directory whose server is measured")
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                        help="rate-limit counters of several processes")
     args = parser.parse_args()
     args.src = args.src.resolve()
     if shutil.which("wrk") is None:
