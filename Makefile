@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 # ffmpeg reads our captions in the tests (and decodes MP3 where libsndfile cannot); espeak-ng
 # speaks a reference voice of the quality benchmark; promtool (Debian's prometheus package)
 # checks and unit-tests deploy/prometheus; chromium and chromium-driver run the Studio's browser
-# tests (tests/browser); wrk loads the API in benchmarks/api_throughput.py. On a Debian machine where we are root they are installed here,
-# elsewhere install them with your package manager.
+# tests (tests/browser); wrk loads the API in benchmarks/api_throughput.py. On a Debian machine
+# where we are root they are installed here, elsewhere install them with your package manager.
 system-deps:
 	@{ command -v ffmpeg && command -v espeak-ng && command -v promtool && \
 	  command -v chromium && command -v chromedriver && command -v wrk; } >/dev/null || \

@@ -219,13 +219,17 @@ def run(kind: str, workers: int, args: argparse.Namespace) -> dict[str, Figures]
                 speaker, job_id = prepare(client)
                 answering = processes_answering(client, f"/v1/jobs/{job_id}")
             body = json.dumps({"script": [{"speaker_id": speaker, "text": "Hi."}]})
-            polls = wrk(f"{base}/v1/jobs/{job_id}", GET_LUA.format(key=key), folder,
-                        args.seconds, args.connections)
-            submits = wrk(f"{base}/v1/synthesize",
-                          POST_LUA.format(body=json.dumps(body), key=key), folder,
-                          args.seconds, args.connections)
-            polls.processes = submits.processes = answering
-            return {"polls": polls, "submissions": submits}
+            figures = {}
+            if "polls" in args.what:
+                figures["polls"] = wrk(f"{base}/v1/jobs/{job_id}", GET_LUA.format(key=key),
+                                       folder, args.seconds, args.connections)
+            if "submissions" in args.what:
+                figures["submissions"] = wrk(f"{base}/v1/synthesize",
+                                             POST_LUA.format(body=json.dumps(body), key=key),
+                                             folder, args.seconds, args.connections)
+            for f in figures.values():
+                f.processes = answering
+            return figures
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -235,6 +239,8 @@ def main() -> None:
     parser.add_argument("--db", nargs="+", choices=["sqlite", "postgres"],
                         default=["sqlite", "postgres"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--what", nargs="+", choices=["polls", "submissions"],
+                        default=["polls", "submissions"])
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--src", type=Path, default=ROOT / "src",
