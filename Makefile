@@ -9,15 +9,15 @@ STAMP := $(VENV)/.installed
 # ffmpeg reads our captions in the tests (and decodes MP3 where libsndfile cannot); espeak-ng
 # speaks a reference voice of the quality benchmark; promtool (Debian's prometheus package)
 # checks and unit-tests deploy/prometheus; chromium and chromium-driver run the Studio's browser
-# tests (tests/browser). On a Debian machine where we are root they are installed here,
-# elsewhere install them with your package manager.
+# tests (tests/browser); wrk loads the API in benchmarks/api_throughput.py. On a Debian machine
+# where we are root they are installed here, elsewhere install them with your package manager.
 system-deps:
 	@{ command -v ffmpeg && command -v espeak-ng && command -v promtool && \
-	  command -v chromium && command -v chromedriver; } >/dev/null || \
+	  command -v chromium && command -v chromedriver && command -v wrk; } >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng prometheus \
-	    chromium chromium-driver; } || \
-	  echo "ffmpeg, espeak-ng, promtool, chromium or chromedriver not found: install them for the tests and benchmarks"
+	    chromium chromium-driver wrk; } || \
+	  echo "ffmpeg, espeak-ng, promtool, chromium, chromedriver or wrk not found: install them for the tests and benchmarks"
 
 # axe-core (package.json, pinned in package-lock.json) for the Studio's accessibility tests
 NODE_STAMP := node_modules/.installed

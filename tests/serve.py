@@ -36,18 +36,21 @@ class ServeProcess:
 @contextmanager
 def voicereel_serve(root: Path, database_url: str, env: dict[str, str] | None = None,
                     ready_timeout: float = READY_TIMEOUT_SECONDS,
-                    log_name: str = "serve.log") -> Iterator[ServeProcess]:
+                    log_name: str = "serve.log", args: tuple[str, ...] = ()
+                    ) -> Iterator[ServeProcess]:
     """`voicereel serve` on `root / "data"` and `database_url`, with this process's environment
     updated by `env`; yielded once GET /readyz answers 200, terminated (or killed) on exit.
 
-    `log_name` may hold `{port}`, for several servers one after another in the same root.
+    `log_name` may hold `{port}`, for several servers one after another in the same root;
+    `args` are more options of `voicereel serve` (e.g. `("--workers", "2")`).
     """
     full_env = {**os.environ, "VOICEREEL_DATA_DIR": str(root / "data"),
                 "VOICEREEL_DATABASE_URL": database_url, **(env or {})}
     port = free_port()
     log_path = root / log_name.format(port=port)
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "voicereel", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "voicereel", "serve", "--port", str(port),
+                                 *args],
                                 env=full_env, stdout=log, stderr=subprocess.STDOUT)
     server = ServeProcess(f"http://127.0.0.1:{port}", proc, log_path, full_env)
     try:

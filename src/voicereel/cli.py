@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import shutil
+import ssl
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from voicereel.auth.roles import ROLE_NAMES
 from voicereel.services import Services, build_services
 from voicereel.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 @click.group()
@@ -57,8 +63,12 @@ def migrate() -> None:
 @click.option("--tls-self-signed", is_flag=True,
               help="Serve https with a self-signed certificate made in the data dir "
                    "(development; clients must trust its file).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 32),
+              help="API processes sharing the port, each with its own inline runner (jobs are "
+                   "claimed through the database); more than one needs Redis for the "
+                   "rate-limit counters.")
 def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None,
-          tls_self_signed: bool) -> None:
+          tls_self_signed: bool, workers: int) -> None:
     """Run the API with its inline workers (migrations are applied first)."""
     import uvicorn
 
@@ -69,6 +79,10 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None,
 
     settings = get_settings()
     configure_logging(settings)
+    if workers > 1 and not settings.resolved_rate_limit_redis_url:
+        raise click.UsageError("--workers above 1 counts rate limits in Redis, shared by the "
+                               "processes: set VOICEREEL_RATE_LIMIT_REDIS_URL (or use "
+                               "VOICEREEL_RUNNER=celery, whose broker counts them)")
     services = _services(settings)
     _prepare(services)
     with services.db.session() as session:
@@ -89,11 +103,34 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None,
     sys.stdout.flush()
     # Uvicorn's records go through our handler (text or JSON); the app logs each request itself,
     # with its request id, so uvicorn's own access lines would say everything twice.
-    uvicorn.run(create_app(settings, services), host=host, port=port, log_config=None,
-                access_log=False, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
-                ssl_context_factory=(lambda _config, default: tls.tls13_only(
-                    default(), allow_tls12=settings.tls_min_version == "1.2"))
-                if tls_cert else None)
+    options: dict[str, Any] = dict(
+        host=host, port=port, log_config=None, access_log=False, ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key, ssl_context_factory=functools.partial(
+            _tls_context, settings.tls_min_version == "1.2") if tls_cert else None)
+    if workers == 1:
+        uvicorn.run(create_app(settings, services), **options)
+        return
+    # Each worker process builds its own app (and services) from the same environment.
+    services.db.dispose()
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
+
+
+def worker_app() -> FastAPI:
+    """The app of one `serve --workers N` process (uvicorn starts it in a fresh process)."""
+    from voicereel.api.app import create_app
+    from voicereel.observability import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def _tls_context(allow_tls12: bool, _config: object,
+                 default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    # A module-level function: uvicorn hands the config to its worker processes by pickling.
+    from voicereel import tls
+
+    return tls.tls13_only(default(), allow_tls12=allow_tls12)
 
 
 @main.command()

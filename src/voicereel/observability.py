@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -47,6 +48,8 @@ from voicereel.settings import Settings
 from voicereel.storage.metrics import STORAGE_ERRORS
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Which API process answered (its pid): with `serve --workers N` several share the port.
+PROCESS_HEADER = "X-VoiceReel-Process"
 # A caller's id is kept only if it is short and plain, so it is safe in logs and headers; the
 # length matches the jobs.request_id column.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
@@ -256,6 +259,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
+        process = (PROCESS_HEADER.lower().encode(), str(os.getpid()).encode())
         token = request_id_var.set(request_id)
         status = 500  # unless the app answers: an exception escapes as a 500
         started = time.perf_counter()
@@ -266,7 +270,7 @@ class ObservabilityMiddleware:
                 status = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
+                headers += [(b"x-request-id", request_id.encode()), process]
                 message = {**message, "headers": headers}
             await send(message)
 

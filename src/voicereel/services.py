@@ -34,7 +34,8 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     secret = settings.resolved_signing_secret()
-    return Services(settings=settings, db=Database(settings.resolved_database_url),
+    return Services(settings=settings, db=Database(settings.resolved_database_url,
+                                                  settings.db_pool_size),
                     storage=make_storage(settings, secret), engine=make_engine(settings),
                     signing_secret=secret, fallback_engine=(
                         make_engine(settings, settings.language_fallback_engine)

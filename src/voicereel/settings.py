@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     # (e.g. http://minio:9000 inside a compose network); empty: the endpoint URL.
     s3_public_endpoint_url: str = ""
 
+    # Database connections each process keeps open (SQLAlchemy opens up to 10 more in bursts);
+    # at least the requests and jobs one process serves at once
+    db_pool_size: int = Field(20, ge=1, le=200)
+
     # Observability
     log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -23,17 +23,18 @@ from voicereel.jobs.runners.base import JobRunner
 from voicereel.services import Services
 
 
-def get_services(request: Request) -> Services:
+# `async`: FastAPI runs a plain `def` dependency in the thread pool, a hop per request each.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_runner(request: Request) -> JobRunner:
+async def get_runner(request: Request) -> JobRunner:
     runner: JobRunner = request.app.state.runner
     return runner
 
 
-def get_key_uses(request: Request) -> keys.KeyUses:
+async def get_key_uses(request: Request) -> keys.KeyUses:
     uses: keys.KeyUses = request.app.state.key_uses
     return uses
 
@@ -91,7 +92,7 @@ async def authenticate(request: Request, services: ServicesDep) -> Caller:
     """Bearer key, then its request signature when the key requires one, then its rate limit."""
     found: tuple[ApiKey, Tenant] | None = request.scope.get(IDENTIFIED)
     if found is None:  # a route the body guard lets through without a key
-        found = await run_in_threadpool(identify, services, get_key_uses(request),
+        found = await run_in_threadpool(identify, services, request.app.state.key_uses,
                                         request.headers.get("authorization", ""))
     key, tenant = found
     if key.require_signature:
@@ -100,12 +101,13 @@ async def authenticate(request: Request, services: ServicesDep) -> Caller:
             body_sha256 = hashlib.sha256(await request.body()).hexdigest()
         await run_in_threadpool(_verify_signature, services, key, request, body_sha256)
     limiter: RateLimiter = request.app.state.rate_limiter
-    headers = await run_in_threadpool(limiter.check, key)
+    headers = (await run_in_threadpool(limiter.check, key) if limiter.blocks(key)
+               else limiter.check(key))
     request.scope[RESPONSE_HEADERS] = headers
     return Caller(key=key, tenant=tenant)
 
 
-def current_tenant(caller: Annotated[Caller, Depends(authenticate)]) -> Tenant:
+async def current_tenant(caller: Annotated[Caller, Depends(authenticate)]) -> Tenant:
     return caller.tenant
 
 
@@ -122,7 +124,7 @@ class RequireScope:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
 
-    def __call__(self, caller: CurrentCaller) -> Caller:
+    async def __call__(self, caller: CurrentCaller) -> Caller:
         if not allows(caller.key.role, self.scope):
             raise ScopeMissing(scope=self.scope.value, role=caller.key.role)
         return caller

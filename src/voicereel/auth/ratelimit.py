@@ -32,11 +32,15 @@ JOB_SLOT_RETRY_SECONDS = 5
 class Counter(Protocol):
     """Counts hits of a key in the current window; returns the count including this hit."""
 
+    blocking: bool  # whether a hit waits on the network (then it runs off the event loop)
+
     def hit(self, key: str, window: int) -> int: ...
 
 
 class MemoryCounter:
     """Counters of this process only (a single API process, or tests)."""
+
+    blocking = False
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, int], int] = {}
@@ -53,6 +57,8 @@ class MemoryCounter:
 
 class RedisCounter:
     """Counters shared by every API process through Redis (INCR + EXPIRE per window)."""
+
+    blocking = True
 
     def __init__(self, url: str) -> None:
         import redis
@@ -80,10 +86,18 @@ class RateLimiter:
         self.settings = settings
         self.counter = counter or make_counter(settings)
 
+    def limit(self, key: ApiKey) -> int:
+        """The key's requests per minute (0: unlimited)."""
+        return (key.rate_limit_per_minute if key.rate_limit_per_minute is not None
+                else self.settings.rate_limit_per_minute)
+
+    def blocks(self, key: ApiKey) -> bool:
+        """Whether checking `key` may wait on the network (an unlimited key never does)."""
+        return self.counter.blocking and self.limit(key) != 0
+
     def check(self, key: ApiKey, now: float | None = None) -> dict[str, str]:
         """Count this request; the RateLimit-* headers, or RateLimited past the limit."""
-        limit = (key.rate_limit_per_minute if key.rate_limit_per_minute is not None
-                 else self.settings.rate_limit_per_minute)
+        limit = self.limit(key)
         if limit == 0:
             return {}
         now = time.time() if now is None else now

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     Table,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -114,12 +115,15 @@ def add_api_key(session: Session, tenant_id: str, *, require_signature: bool = F
     return key, plaintext
 
 
+# The statements of every request (its key, a job poll) are built once: building a select
+# costs about as much as running it.
+_KEY_AND_TENANT = (select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id)
+                   .where(ApiKey.key_hash == bindparam("key_hash")))
+
+
 def key_and_tenant(session: Session, plaintext: str) -> tuple[ApiKey, Tenant] | None:
     """The key with this plaintext (revoked and expired ones too) and its tenant, or None."""
-    row = session.execute(
-        select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenant.id)
-        .where(ApiKey.key_hash == hash_key(plaintext))
-    ).first()
+    row = session.execute(_KEY_AND_TENANT, {"key_hash": hash_key(plaintext)}).first()
     return (row[0], row[1]) if row else None
 
 
@@ -345,9 +349,15 @@ def add_job(session: Session, job: Job) -> Job:
     return job
 
 
+_JOB = select(Job).where(Job.tenant_id == bindparam("tenant_id"), Job.id == bindparam("job_id"),
+                         Job.deleted_at.is_(None))
+_JOB_FILES = (select(JobFile).where(JobFile.job_id == bindparam("job_id"),
+                                    JobFile.revision == bindparam("revision"))
+              .order_by(JobFile.id))
+
+
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
-    job = session.scalar(select(Job).where(
-        Job.tenant_id == tenant_id, Job.id == job_id, Job.deleted_at.is_(None)))
+    job = session.scalar(_JOB, {"tenant_id": tenant_id, "job_id": job_id})
     if job is None:
         raise NotFound(f"job {job_id} not found")
     return job
@@ -355,9 +365,7 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
 
 def job_files(session: Session, job_id: str, revision: int) -> list[JobFile]:
     """The files of one revision of the job."""
-    return list(session.scalars(select(JobFile).where(JobFile.job_id == job_id,
-                                                      JobFile.revision == revision)
-                                .order_by(JobFile.id)))
+    return list(session.scalars(_JOB_FILES, {"job_id": job_id, "revision": revision}))
 
 
 def job_revisions(session: Session, job_id: str) -> list[JobRevision]:
@@ -790,9 +798,12 @@ def webhook_delivery(session: Session, job_id: str) -> WebhookDelivery | None:
     return session.get(WebhookDelivery, job_id)
 
 
+_WEBHOOK_ATTEMPTS = (select(WebhookAttempt).where(WebhookAttempt.job_id == bindparam("job_id"))
+                     .order_by(WebhookAttempt.attempt, WebhookAttempt.id))
+
+
 def webhook_attempts(session: Session, job_id: str) -> list[WebhookAttempt]:
-    return list(session.scalars(select(WebhookAttempt).where(WebhookAttempt.job_id == job_id)
-                                .order_by(WebhookAttempt.attempt, WebhookAttempt.id)))
+    return list(session.scalars(_WEBHOOK_ATTEMPTS, {"job_id": job_id}))
 
 
 @dataclass

@@ -21,14 +21,19 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 class Database:
     """An SQLAlchemy engine plus a session factory for SQLite (WAL) or PostgreSQL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 5) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # Connections above the pool are closed when given back; a pool smaller than the
+        # requests in flight opened (and set up) a connection per request under load.
+        kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 10}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            # A server may drop idle connections; a file cannot, so SQLite skips the ping.
+            kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)

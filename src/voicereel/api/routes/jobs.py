@@ -56,8 +56,11 @@ def synthesize(body: SynthesisRequest, services: ServicesDep, runner: RunnerDep,
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
 def get_job(job_id: str, request: Request, services: ServicesDep,
-            caller: JobsRead) -> JobOut:
-    return views.job_view(services, caller.tenant.id, job_id, str(request.base_url))
+            caller: JobsRead) -> Response:
+    # The most frequent request: the view is a JobOut already, so it is encoded once here
+    # rather than validated again against the response model and then encoded.
+    view = views.job_view(services, caller.tenant.id, job_id, str(request.base_url))
+    return Response(view.model_dump_json(), media_type="application/json")
 
 
 @router.get("/jobs/{job_id}/events", response_class=StreamingResponse, responses={200: {
