@@ -46,12 +46,12 @@ def test_formats_and_rates(client: TestClient, reference_wavs: dict[str, bytes],
 
 def test_a_revision_with_only_a_new_output_re_encodes_without_rendering(
         client: TestClient, reference_wavs: dict[str, bytes]) -> None:
-    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    alice = register_speaker(client, reference_wavs["Alice"], "Alice")
     r = client.post("/v1/synthesize", json={
         "script": [{"speaker_id": alice, "text": "Rendered once."},
                    {"speaker_id": alice, "text": "Then heard in every format."}],
         "output": {"format": "wav", "stems": True}, "captions": ["vtt", "json"]})
-    first = _wait(client, r.json()["job_id"])
+    first = wait_for_job(client, r.json()["job_id"])
     assert first["status"] == "succeeded", first
     job_id = first["id"]
     wav, rate = sf.read(io.BytesIO(client.get(first["result"]["audio"]["url"]).content))
@@ -62,7 +62,7 @@ def test_a_revision_with_only_a_new_output_re_encodes_without_rendering(
                         json={"output": {"format": fmt, "stems": True}})
         assert r.status_code == 202, r.text
         assert r.json()["lines_to_render"] == []
-        job = _wait(client, job_id)
+        job = wait_for_job(client, job_id)
         assert job["status"] == "succeeded" and job["revision"] == number, job
         revision = client.get(f"/v1/jobs/{job_id}/revisions/{number}").json()
         assert [t["rendered_in"] for t in revision["takes"]] == [1, 1]
@@ -82,7 +82,7 @@ def test_a_revision_with_only_a_new_output_re_encodes_without_rendering(
     restyled = client.post(f"/v1/jobs/{job_id}/revisions",
                            json={"captions": {"formats": ["srt", "json"]}})
     assert restyled.status_code == 202 and restyled.json()["lines_to_render"] == []
-    job = _wait(client, job_id)
+    job = wait_for_job(client, job_id)
     assert job["status"] == "succeeded" and set(job["result"]["captions"]) >= {"srt", "json"}
     assert "vtt" not in job["result"]["captions"]
     assert client.post(f"/v1/jobs/{job_id}/revisions", json={}).status_code == 422
@@ -90,7 +90,7 @@ def test_a_revision_with_only_a_new_output_re_encodes_without_rendering(
 
 def test_events_follow_a_job_line_by_line_until_it_finishes(
         client: TestClient, other_client: TestClient, reference_wavs: dict[str, bytes]) -> None:
-    alice = _speaker(client, reference_wavs["Alice"], "Alice")
+    alice = register_speaker(client, reference_wavs["Alice"], "Alice")
     r = client.post("/v1/synthesize", json={"script": [
         {"speaker_id": alice, "text": f"This is line number {n}, followed as it renders."}
         for n in range(3)], "captions": ["json"]})
