@@ -343,6 +343,8 @@ def test_script_paste_row_errors_and_render_to_100_percent(
     assert by_id(driver, "job-progress-text").text == "100 %"
     assert by_id(driver, "job-status").text == "succeeded"
     watch.check()
+    # the bar followed the job's server-sent events, not polls
+    assert any(u.endswith("/events") and "/v1/jobs/" in u for u in watch.urls), watch.urls
 
 
 def test_player_highlights_the_spoken_word_and_seeks(

@@ -35,6 +35,35 @@ export async function call(path, { method = "GET", json, form, key = savedKey() 
   return data;
 }
 
+/**
+ * Follows the server-sent events of `path` (under /v1), calling `onEvent(name, data)` for
+ * each; resolves when the server ends the stream. fetch rather than EventSource, which cannot
+ * send the key in a header.
+ */
+export async function follow(path, onEvent, { signal, key = savedKey() } = {}) {
+  const headers = { Authorization: `Bearer ${key}`, Accept: "text/event-stream" };
+  const answer = await fetch(`/v1${path}`, { headers, signal, credentials: "omit" });
+  if (!answer.ok) throw new Problem(answer.status, await answer.json().catch(() => ({})));
+  const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) await onEvent(name, data.join("\n"));
+    }
+  }
+}
+
 /** Fetches a signed download URL (it carries its own proof, so no key is sent). */
 export async function download(url) {
   const answer = await fetch(url, { credentials: "omit" });

@@ -1,6 +1,6 @@
 // VoiceReel Studio: views over the public /v1 API. No framework; one module per concern.
 
-import { Problem, call, download, explain, forgetKey, saveKey, savedKey } from "./api.js";
+import { Problem, call, download, explain, follow, forgetKey, saveKey, savedKey } from "./api.js";
 import { Player } from "./player.js";
 import { Recorder } from "./recorder.js";
 import { parseScreenplay } from "./screenplay.js";
@@ -21,6 +21,7 @@ const state = {
   droppedFile: null,
   toastAt: 0,
   polling: null,
+  following: null, // the AbortController of the job events stream being read
   player: null,
 };
 
@@ -454,7 +455,11 @@ async function render(event) {
 function stopPolling() {
   if (state.polling) clearTimeout(state.polling);
   state.polling = null;
+  if (state.following) state.following.abort();
+  state.following = null;
 }
+
+const unfinished = (job) => job.status === "queued" || job.status === "running";
 
 function showProgress(job) {
   const percent = Math.round((job.status === "succeeded" ? 1 : job.progress) * 100);
@@ -475,15 +480,36 @@ async function showJob() {
   await poll(id);
 }
 
+// The job's events move the bar as each line renders; resolves once its state is shown (and,
+// for a finished job, its result loaded). A stream that ends at the server's time limit before
+// the job finishes is followed again.
 async function poll(id) {
-  const job = await call(`/jobs/${id}`);
-  showProgress(job);
-  if (job.status === "queued" || job.status === "running") {
-    $("player-card").hidden = true;
-    state.polling = setTimeout(() => poll(id).catch((e) => toast(e.message)), POLL_MS);
-    return;
-  }
-  if (job.status === "succeeded") await loadResult(job);
+  stopPolling();
+  const following = new AbortController();
+  state.following = following;
+  let job = null;
+  let shown;
+  const first = new Promise((resolve) => { shown = resolve; });
+  const done = follow(`/jobs/${id}/events`, async (name, data) => {
+    if (name !== "job") return;
+    job = JSON.parse(data);
+    showProgress(job);
+    if (unfinished(job)) $("player-card").hidden = true;
+    shown();
+  }, { signal: following.signal }).then(async () => {
+    if (following.signal.aborted || !job) return;
+    if (unfinished(job)) {
+      state.polling = setTimeout(() => poll(id).catch((e) => toast(e.message)), POLL_MS);
+    } else if (job.status === "succeeded") {
+      await loadResult(job);
+    }
+  });
+  const failed = done.catch((err) => {
+    if (!following.signal.aborted) throw err;
+  });
+  await Promise.race([first, failed]);
+  if (job && !unfinished(job)) await failed;
+  else failed.catch((e) => toast(e.message));
 }
 
 async function loadResult(job) {
