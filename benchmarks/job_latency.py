@@ -1,21 +1,43 @@
 """Job latency: raw piper synthesis time vs. submit-to-succeeded time through the HTTP API.
 
-Renders a ~30 s two-speaker dialogue both ways in the same run and prints the seconds and
-their ratio (the service's overhead on top of the engine: normalisation, adaptation, mixing,
-loudness, encoding, captions, storage, database and polling).
+Renders a ~30 s two-speaker dialogue both ways in the same run (the job: adapted voices, WAV,
+VTT, SRT and JSON captions) and prints the seconds and their ratio (the service's overhead on
+top of the engine: normalisation, adaptation, mixing, loudness, encoding, captions, storage,
+database and polling), for each number of line threads asked for, with a per-stage profile of
+the job: seconds spent in each stage, summed over the line threads, against the job's time.
 
-    .venv/bin/python benchmarks/job_latency.py [--repeat 3]
+    .venv/bin/python benchmarks/job_latency.py [--repeat 3] [--threads 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
+import threading
 import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from voicereel.demo import local_service, register_voices
+from voicereel.domain import captions as captions_mod
+from voicereel.engines import adapt, piper
 from voicereel.engines.piper import PiperEngine
+from voicereel.jobs import pipeline
 from voicereel.settings import Settings
+
+# (stage, module or class, attribute): the functions the profile times where they are looked up
+STAGES = [
+    ("piper synthesis (model)", piper.PiperEngine, "_render_base"),
+    ("voice adaptation (WORLD)", adapt, "transform"),
+    ("chunk levelling", piper, "level_chunk"),
+    ("master levelling and true peak", pipeline, "level_master"),
+    ("encoding", pipeline, "encode"),
+    ("caption layout", captions_mod, "lay_out"),
+    ("caption files", captions_mod, "render"),
+]
 
 DIALOGUE = [
     ("Alice", "Good morning, and welcome to the weekly product briefing."),
@@ -41,37 +63,91 @@ def raw_piper_seconds(engine: PiperEngine) -> tuple[float, float]:
     return time.perf_counter() - start, produced / engine.sample_rate
 
 
+class StageClock:
+    """Seconds spent inside each stage's function, summed over threads (nested calls of the
+    same stage are counted once)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+        self._inside = threading.local()
+
+    def wrap(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if getattr(self._inside, stage, False):
+                return function(*args, **kwargs)
+            setattr(self._inside, stage, True)
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                setattr(self._inside, stage, False)
+                with self._lock:
+                    self.seconds[stage] += time.perf_counter() - started
+        return timed
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        originals = [(owner, name, getattr(owner, name)) for _, owner, name in STAGES]
+        for (stage, owner, name), (_, _, original) in zip(STAGES, originals, strict=True):
+            setattr(owner, name, self.wrap(stage, original))
+        try:
+            yield
+        finally:
+            for owner, name, original in originals:
+                setattr(owner, name, original)
+
+
+def job_seconds(client: Any, script: list[dict[str, str]]) -> tuple[float, float]:
+    """Submit-to-succeeded seconds of one job, and its audio seconds."""
+    start = time.perf_counter()
+    r = client.post("/v1/synthesize", json={"script": script, "output": {"format": "wav"},
+                                            "captions": ["vtt", "srt", "json"]})
+    r.raise_for_status()
+    while (state := client.get(r.headers["location"]).json())["status"] in (
+            "queued", "running"):
+        time.sleep(0.02)
+    assert state["status"] == "succeeded", state
+    return time.perf_counter() - start, float(state["result"]["duration"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="line threads of the job (VOICEREEL_LINE_THREADS)")
     args = parser.parse_args()
 
     engine = PiperEngine(Settings())
     engine.warm_up()
-    # Polling every 20 ms keeps the measurement sharp; the per-key rate limit would refuse it.
-    with local_service("bench", rate_limit_per_minute=0) as client:
-        ids = register_voices(client)
-        script = [{"speaker_id": ids[name], "text": text} for name, text in DIALOGUE]
-        raw, job, audio_seconds = [], [], 0.0
-        for _ in range(args.repeat):
-            seconds, audio_seconds = raw_piper_seconds(engine)
-            raw.append(seconds)
-            start = time.perf_counter()
-            r = client.post("/v1/synthesize", json={"script": script})
-            r.raise_for_status()
-            while (state := client.get(r.headers["location"]).json())["status"] in (
-                    "queued", "running"):
-                time.sleep(0.02)
-            job.append(time.perf_counter() - start)
-            assert state["status"] == "succeeded", state
-            job_audio = state["result"]["duration"]
-    raw_s, job_s = statistics.median(raw), statistics.median(job)
-    print(f"dialogue: {len(DIALOGUE)} lines, 2 speakers, {job_audio:.1f} s of audio "
-          f"(bare piper: {audio_seconds:.1f} s)")
-    print(f"raw piper synthesis       {raw_s:7.2f} s  (median of {args.repeat})")
-    print(f"submit-to-succeeded       {job_s:7.2f} s  (median of {args.repeat})")
-    print(f"ratio job / raw           {job_s / raw_s:7.2f}")
-    print(f"job real-time factor      {job_s / job_audio:7.3f}")
+    for threads in args.threads:
+        clock = StageClock()
+        # Polling every 20 ms keeps the measurement sharp; the per-key rate limit would refuse it.
+        with local_service("bench", rate_limit_per_minute=0, line_threads=threads) as client:
+            ids = register_voices(client)
+            script = [{"speaker_id": ids[name], "text": text} for name, text in DIALOGUE]
+            job_seconds(client, script)  # the service's first job warms its engine
+            raw, job, audio_seconds, job_audio = [], [], 0.0, 0.0
+            for _ in range(args.repeat):
+                seconds, audio_seconds = raw_piper_seconds(engine)
+                raw.append(seconds)
+                with clock.installed():
+                    seconds, job_audio = job_seconds(client, script)
+                job.append(seconds)
+        raw_s, job_s = statistics.median(raw), statistics.median(job)
+        print(f"line threads {threads}: dialogue of {len(DIALOGUE)} lines, 2 speakers, "
+              f"{job_audio:.1f} s of audio (bare piper: {audio_seconds:.1f} s)")
+        print(f"  raw piper synthesis       {raw_s:7.2f} s  (median of {args.repeat})")
+        print(f"  submit-to-succeeded       {job_s:7.2f} s  (median of {args.repeat})")
+        print(f"  ratio job / raw           {job_s / raw_s:7.2f}  (target <= 1.15)")
+        print(f"  job real-time factor      {job_s / job_audio:7.3f}")
+        total = sum(job)
+        print(f"  stage profile over {args.repeat} jobs ({total:.2f} s of job time; "
+              "thread-seconds, so stages may sum past it with 2 threads):")
+        for stage, _, _ in STAGES:
+            spent = clock.seconds.get(stage, 0.0)
+            print(f"    {stage:<32} {spent:7.2f} s  {spent / total:6.1%}")
 
 
 if __name__ == "__main__":
