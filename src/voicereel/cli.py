@@ -81,8 +81,8 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None,
     configure_logging(settings)
     if workers > 1 and not settings.resolved_rate_limit_redis_url:
         raise click.UsageError("--workers above 1 counts rate limits in Redis, shared by the "
-                               "processes: set VOICEREEL_RATE_LIMIT_REDIS_URL (or use "
-                               "VOICEREEL_RUNNER=celery, whose broker counts them)")
+                               "processes: set VOICEREEL_RATE_LIMIT_REDIS_URL (or run jobs on "
+                               "a broker, whose Redis counts them)")
     services = _services(settings)
     _prepare(services)
     with services.db.session() as session:

@@ -145,8 +145,10 @@ def test_rate_changes_keep_every_word_inside_the_audio(engine: PiperEngine) -> N
 
 def test_two_profiles_sound_clearly_different(engine: PiperEngine) -> None:
     text = "Could you tell me where the nearest train station is?"
-    high = engine.synthesize(text, voice(HIGH.to_json()))
-    low = engine.synthesize(text, voice(LOW.to_json()))
+    # one seed for both: the same take, so only the profiles differ (unseeded takes put the
+    # centroid ratio anywhere from about 1.13 to 1.22)
+    high = engine.synthesize(text, voice(HIGH.to_json()), seed=0)
+    low = engine.synthesize(text, voice(LOW.to_json()), seed=0)
     rate = high.sample_rate
     assert median_f0(high.audio, rate) > 1.8 * median_f0(low.audio, rate)
     assert spectral_centroid(high.audio, rate) > 1.15 * spectral_centroid(low.audio, rate)

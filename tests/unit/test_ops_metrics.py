@@ -96,7 +96,9 @@ def test_a_pool_that_is_all_down_counts_attempts_and_exhaustion(tmp_path: Path) 
                                        fish_speech_urls=urls, fish_speech_retries=1,
                                        fish_speech_backoff_seconds=0.0,
                                        fish_speech_cooldown_seconds=0.0))
-    requests, exhausted, wait = engine_metrics.COLLECTORS
+    requests, exhausted, wait = (engine_metrics.FISH_SPEECH_REQUESTS,
+                                 engine_metrics.FISH_SPEECH_EXHAUSTED,
+                                 engine_metrics.FISH_SPEECH_WAIT)
     before_down = _value(requests, "voicereel_fish_speech_requests_total", outcome="down")
     before_exhausted = _value(exhausted, "voicereel_fish_speech_pool_exhausted_total")
     before_waits = _value(wait, "voicereel_fish_speech_acquire_wait_seconds_count")
