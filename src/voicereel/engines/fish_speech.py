@@ -698,6 +698,18 @@ class FishSpeechEngine:
                 self._references.popitem(last=False)
         return reference
 
+    def _next_server(self, failures: dict[str, str], not_before: dict[str, float]) -> Server:
+        """The next free server not yet failed for this line; SynthesisFailed when none is
+        left (counted as pool exhaustion)."""
+        waiting = time.monotonic()
+        server = self.pool.acquire(skip=failures.keys(), not_before=not_before)
+        FISH_SPEECH_WAIT.observe(time.monotonic() - waiting)
+        if server is None:
+            FISH_SPEECH_EXHAUSTED.inc()
+            detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items())
+            raise errors.SynthesisFailed(f"Every fish-speech server failed the line: {detail}")
+        return server
+
     def _render(self, payload: bytes) -> tuple[np.ndarray, int]:
         """POST one request until a server renders it or every server has failed it.
 
@@ -709,13 +721,7 @@ class FishSpeechEngine:
         attempts: dict[str, int] = {}
         not_before: dict[str, float] = {}
         while True:
-            waiting = time.monotonic()
-            server = self.pool.acquire(skip=failures.keys(), not_before=not_before)
-            FISH_SPEECH_WAIT.observe(time.monotonic() - waiting)
-            if server is None:
-                FISH_SPEECH_EXHAUSTED.inc()
-                detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items())
-                raise errors.SynthesisFailed(f"Every fish-speech server failed the line: {detail}")
+            server = self._next_server(failures, not_before)
             try:
                 result = self._attempt(server, payload)
             except BaseException:
@@ -760,13 +766,7 @@ class FishSpeechEngine:
         attempts: dict[str, int] = {}
         not_before: dict[str, float] = {}
         while True:
-            waiting = time.monotonic()
-            server = self.pool.acquire(skip=failures.keys(), not_before=not_before)
-            FISH_SPEECH_WAIT.observe(time.monotonic() - waiting)
-            if server is None:
-                FISH_SPEECH_EXHAUSTED.inc()
-                detail = "; ".join(f"{url}: {reason}" for url, reason in failures.items())
-                raise errors.SynthesisFailed(f"Every fish-speech server failed the line: {detail}")
+            server = self._next_server(failures, not_before)
             yielded = False
             result = Attempt("retry", "no answer")
             try:
