@@ -34,7 +34,7 @@ STAGES = [
     ("voice adaptation (WORLD)", adapt, "transform"),
     ("chunk levelling", piper, "level_chunk"),
     ("master levelling and true peak", pipeline, "level_master"),
-    ("encoding", pipeline, "encode"),
+    ("encoding", pipeline, "write_encoded"),
     ("caption layout", captions_mod, "lay_out"),
     ("caption files", captions_mod, "render"),
 ]

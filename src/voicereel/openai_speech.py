@@ -461,7 +461,7 @@ def _level(services: Services, audio: np.ndarray) -> np.ndarray:
     """The same loudness target and true-peak ceiling as a job's master."""
     settings = services.settings
     return level_master([audio], [0], SAMPLE_RATE, settings.loudness_lufs,
-                        settings.true_peak_dbtp).audio.astype(np.float32, copy=False)
+                        settings.true_peak_dbtp).whole()
 
 
 def encode(audio: np.ndarray, fmt: str) -> bytes:

@@ -6,6 +6,7 @@ the signed query names the TTL setting and the signing time.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,6 +63,17 @@ def test_objects_round_trip_under_the_prefix(storage: S3Storage) -> None:
     assert _keys(storage) == {"svc/t1/jobs/j1/audio.wav"}
     head = storage._client.head_object(Bucket=storage.bucket, Key="svc/t1/jobs/j1/audio.wav")
     assert head["ContentType"] == "audio/wav"
+
+
+def test_a_large_file_is_stored_from_a_file_in_parts(storage: S3Storage, tmp_path: Path) -> None:
+    body = os.urandom(9 * 1024 * 1024)  # past boto3's 8 MB multipart threshold
+    spool = tmp_path / "master.wav"
+    spool.write_bytes(body)
+    with spool.open("rb") as source:
+        storage.put_file("t1/jobs/j1/audio.wav", source, "audio/wav")
+    assert storage.get("t1/jobs/j1/audio.wav") == body
+    head = storage._client.head_object(Bucket=storage.bucket, Key="svc/t1/jobs/j1/audio.wav")
+    assert head["ContentType"] == "audio/wav" and "-" in head["ETag"]  # a multipart upload
 
 
 def test_delete_prefix_pages_through_every_object_and_spares_neighbours(

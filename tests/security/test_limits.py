@@ -11,6 +11,7 @@ limit (here: a job accepted before the limit was lowered).
 from __future__ import annotations
 
 import re
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -25,8 +26,8 @@ import pytest
 from tests.api.trust_helpers import add_speaker_row
 from tests.security.limits_helpers import Server, tenant_of, voicereel_serve
 from voicereel import operations
-from voicereel.audio.loudness import master_envelope
-from voicereel.audio.mix import concat_with_pauses
+from voicereel.audio.encode import write_encoded
+from voicereel.audio.mix import level_master
 from voicereel.db import repo
 from voicereel.db.tables import Job
 from voicereel.domain.script import AudioBudget, SynthesisRequest, text_seconds_bound
@@ -204,33 +205,38 @@ def test_a_job_rendering_past_its_limit_fails_with_a_clear_error(database_url: s
         services.db.dispose()
 
 
-def test_an_hour_long_master_is_levelled_without_full_length_float64_copies() -> None:
-    """The master's gain curve and the stems are float32 and made one at a time: measured with
-    tracemalloc on a 60 s, three-speaker master, in multiples of the float32 master's size."""
+def _assembly_peak_bytes(seconds: int) -> tuple[int, int]:
+    """tracemalloc's peak while a `seconds`-long three-speaker master is levelled, encoded
+    and its stems written, beyond its lines; and the float32 master's size."""
     rate = 24_000
     rng = np.random.default_rng(7)
-    line = (rng.standard_normal(5 * rate) * 0.1).astype(np.float32)
-    script = [{"speaker_id": f"spk_{i % 3}", "text": "Hi."} for i in range(12)]
+    lines = [(rng.standard_normal(5 * rate) * rng.uniform(0.05, 0.3)).astype(np.float32)
+             for _ in range(seconds // 5)]
+    script = [{"speaker_id": f"spk_{i % 3}", "text": "Hi."} for i in range(len(lines))]
     request = SynthesisRequest.model_validate({"script": script, "output": {"stems": True}})
-    master, offsets = concat_with_pauses([line] * 12, [0] * 12)
-    size = master.nbytes
     tracemalloc.start()
     try:
-        envelope = master_envelope(master, rate, -16.0, -1.0)
-        envelope_peak = tracemalloc.get_traced_memory()[1] / size
-        tracemalloc.reset_peak()
-        stems = pipeline.speaker_stems(request, [line] * 12, offsets, envelope)
-        made = 0
-        for _speaker_id, stem in (stems.items() if isinstance(stems, dict) else stems):
-            assert stem.dtype == np.float32 and len(stem) == len(master)
-            made += 1
-            del stem  # encoded and dropped, as assemble does
-        stems_peak = tracemalloc.get_traced_memory()[1] / size
+        master = level_master(lines, [0] * len(lines), rate, -16.0, -1.0)
+        with tempfile.TemporaryFile() as spool:
+            write_encoded(master.blocks(), rate, "wav", spool)
+            assert spool.tell() > 2 * master.length  # 16-bit samples, every one
+        for _speaker_id, stem in pipeline.speaker_stems(request, master):
+            with tempfile.TemporaryFile() as spool:
+                write_encoded(stem, rate, "flac", spool)
+        peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    print(f"\nmaster {size / 1e6:.1f} MB: gain curve peak {envelope_peak:.1f}x, "
-          f"stems peak {stems_peak:.1f}x its size")
-    assert envelope.dtype == np.float32 and made == 3
-    # a float64 copy is 2x; the measurement itself (pyloudnorm) needs about three of them
-    assert envelope_peak <= 10
-    assert stems_peak <= 2.5  # one stem (1x) at a time, not three float64 ones (6x) and more
+    return peak, 4 * master.length
+
+
+def test_a_long_master_is_levelled_and_encoded_a_block_at_a_time() -> None:
+    """Levelling, true-peak limiting, encoding and stems hold blocks, not the master: measured
+    with tracemalloc on a one- and a four-minute master (the lines themselves excluded)."""
+    short, short_size = _assembly_peak_bytes(60)
+    long, long_size = _assembly_peak_bytes(240)
+    print(f"\nassembly peak: {short / 1e6:.1f} MB for 60 s ({short / short_size:.2f}x the "
+          f"float32 master), {long / 1e6:.1f} MB for 240 s ({long / long_size:.2f}x)")
+    # Whole-master float32 arrays would be 1x each (the old gain curve alone was 1x, its
+    # measurement several more); what is left grows only with the stretches the limiter acts on.
+    assert long < 0.6 * long_size
+    assert long - short < 0.6 * (long_size - short_size)

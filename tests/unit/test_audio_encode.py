@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from voicereel.audio import encode as enc
-from voicereel.audio.io import decode_upload, sniff_format
+from voicereel.audio.io import decode_upload, resample, resample_blocks, sniff_format
 from voicereel.settings import Settings
 from voicereel.uploads import header_limits
 
@@ -96,3 +96,37 @@ def test_unknown_format_and_bad_rate_are_refused() -> None:
         enc.encode(np.zeros(10, np.float32), 16000, "aac")
     with pytest.raises(ValueError):
         enc.encode(np.zeros(10, np.float32), 0, "wav")
+
+
+@pytest.mark.parametrize(("rate_from", "rate_to"), [(30000, 32000), (9000, 11025),
+                                                    (24000, 44100), (48000, 8000)])
+def test_resampling_a_piece_at_a_time_equals_resampling_whole(rate_from: int,
+                                                              rate_to: int) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(700_001).astype(np.float32)
+    pieces = np.split(x, np.cumsum(rng.integers(1, 90_000, 40))[:30])
+    streamed = np.concatenate(list(resample_blocks(pieces, rate_from, rate_to, step=50_000)))
+    whole = resample(x, rate_from, rate_to)
+    assert len(streamed) == len(whole)
+    assert np.abs(streamed - whole).max() < 1e-5
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_a_lossless_file_written_block_by_block_is_the_file_written_whole(fmt: str) -> None:
+    x = (np.random.default_rng(4).standard_normal(3 * 24000) * 0.2).astype(np.float32)
+    blocks = io.BytesIO()
+    enc.write_encoded(np.array_split(x, 7), 24000, fmt, blocks)
+    assert blocks.getvalue() == enc.encode(x, 24000, fmt)
+
+
+@pytest.mark.parametrize(("fmt", "rate"), [("ogg", 24000), ("mp3", 24000), ("mp3", 30000)])
+def test_a_lossy_file_written_block_by_block_decodes_to_the_same_length(fmt: str,
+                                                                        rate: int) -> None:
+    x = (np.random.default_rng(4).standard_normal(3 * rate) * 0.2).astype(np.float32)
+    blocks = io.BytesIO()
+    enc.write_encoded(np.array_split(x, 7), rate, fmt, blocks)
+    streamed = decode_upload(blocks.getvalue(), max_seconds=60, limits=LIMITS)
+    whole = decode_upload(enc.encode(x, rate, fmt), max_seconds=60, limits=LIMITS)
+    written = enc.mp3_sample_rate(rate) if fmt == "mp3" else rate
+    assert streamed.sample_rate == whole.sample_rate == written
+    assert len(streamed.samples) == len(whole.samples)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
+from typing import BinaryIO
 
 import lameenc
 import numpy as np
 import soundfile as sf
 
-from voicereel.audio.io import resample
+from voicereel.audio.io import resample_blocks
 
 FORMATS = ("wav", "mp3", "flac", "ogg")
 CONTENT_TYPES = {
@@ -36,7 +38,16 @@ def mp3_sample_rate(sample_rate: int) -> int:
 
 
 def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """Encode float32 mono samples as `fmt` (wav, mp3, flac or ogg) and return the file bytes.
+    """Encode float32 mono samples as `fmt` and return the file bytes (see `write_encoded`)."""
+    buffer = io.BytesIO()
+    write_encoded([samples], sample_rate, fmt, buffer)
+    return buffer.getvalue()
+
+
+def write_encoded(blocks: Iterable[np.ndarray], sample_rate: int, fmt: str,
+                  out: BinaryIO) -> None:
+    """Encode float32 mono audio, given a block at a time, as `fmt` (wav, mp3, flac or ogg)
+    into the seekable file `out`, holding one block at a time.
 
     Samples are clipped to [-1, 1]. WAV and FLAC are 16-bit PCM and keep the exact sample count
     and rate. OGG is Vorbis. MP3 is mono CBR at 128 kbps; MPEG allows only 8000, 11025, 12000,
@@ -49,30 +60,28 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
         raise ValueError(f"unknown audio format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    x = np.clip(np.asarray(samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    clipped = (np.clip(np.asarray(b, dtype=np.float32).reshape(-1), -1.0, 1.0) for b in blocks)
     if fmt == "mp3":
-        return _encode_mp3(x, sample_rate)
-    buf = io.BytesIO()
-    if fmt == "ogg":
-        # libsndfile's Vorbis writer has crashed on very large single writes; feed it in blocks
-        with sf.SoundFile(buf, "w", samplerate=sample_rate, channels=1, format="OGG",
-                          subtype="VORBIS") as f:
-            for start in range(0, len(x), _OGG_BLOCK):
-                f.write(x[start : start + _OGG_BLOCK])
-    else:
-        sf.write(buf, x, sample_rate, format=fmt.upper(), subtype="PCM_16")
-    return buf.getvalue()
+        _write_mp3(clipped, sample_rate, out)
+        return
+    subtype = "VORBIS" if fmt == "ogg" else "PCM_16"
+    with sf.SoundFile(out, "w", samplerate=sample_rate, channels=1, format=fmt.upper(),
+                      subtype=subtype) as f:
+        for block in clipped:
+            # libsndfile's Vorbis writer has crashed on very large single writes: small pieces
+            for start in range(0, len(block), _OGG_BLOCK):
+                f.write(block[start:start + _OGG_BLOCK])
 
 
-def _encode_mp3(x: np.ndarray, sample_rate: int) -> bytes:
+def _write_mp3(blocks: Iterable[np.ndarray], sample_rate: int, out: BinaryIO) -> None:
     rate = mp3_sample_rate(sample_rate)
-    if rate != sample_rate:
-        x = np.clip(resample(x, sample_rate, rate), -1.0, 1.0)
-    pcm = np.round(x * 32767.0).astype("<i2")
     enc = lameenc.Encoder()
     enc.set_bit_rate(MP3_BITRATE_KBPS)
     enc.set_in_sample_rate(rate)
     enc.set_out_sample_rate(rate)
     enc.set_channels(1)
     enc.set_quality(2)
-    return bytes(enc.encode(pcm.tobytes())) + bytes(enc.flush())
+    for block in resample_blocks(blocks, sample_rate, rate):
+        pcm = np.round(np.clip(block, -1.0, 1.0) * 32767.0).astype("<i2")
+        out.write(bytes(enc.encode(pcm.tobytes())))
+    out.write(bytes(enc.flush()))

@@ -16,6 +16,7 @@ import io
 import math
 import shutil
 import subprocess
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,6 +236,48 @@ def resample(samples: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     elif len(y) < want:
         y = np.pad(y, (0, want - len(y)))
     return y
+
+
+
+def resample_blocks(blocks: Iterable[np.ndarray], sr_from: int, sr_to: int,
+                    step: int = 1 << 18) -> Iterator[np.ndarray]:
+    """`resample` of the blocks joined, made a piece at a time (equal within float rounding).
+
+    Each piece is filtered with enough input either side for resample_poly's filter to see
+    what it would see in the whole signal; pieces start at multiples of the reduced `down`, so
+    that their outputs line up with the whole signal's.
+    """
+    g = math.gcd(sr_from, sr_to)
+    up, down = sr_to // g, sr_from // g
+    if up == down:
+        yield from (np.asarray(b, np.float32) for b in blocks)
+        return
+    reach = 10 * max(up, down) // up + 2  # input samples the filter spans either side
+    context = down * -(-reach // down)
+    step = down * max(1, step // down)
+    held = np.zeros(0, np.float32)  # the input from `held_from` on
+    held_from = done = total = 0  # input samples: first held, turned into output, received
+
+    def piece(end: int, last: bool) -> np.ndarray:
+        lo = max(0, done - context)
+        hi = total if last else end + context
+        y = signal.resample_poly(held[lo - held_from:hi - held_from], up, down)
+        first = (done - lo) * up // down
+        count = (round(total * up / down) - done * up // down if last
+                 else (end - done) * up // down)
+        out = y[first:first + count].astype(np.float32, copy=False)
+        return out if len(out) == count else np.pad(out, (0, count - len(out)))
+
+    for block in blocks:
+        held = np.concatenate([held, np.asarray(block, np.float32)])
+        total += len(block)
+        while total - done >= step + context:
+            yield piece(done + step, last=False)
+            done += step
+            keep = max(0, done - context)
+            held, held_from = held[keep - held_from:], keep
+    if total > done:
+        yield piece(total, last=True)
 
 
 # ---------------------------------------------------------------------------------------------

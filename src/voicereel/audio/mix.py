@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from collections.abc import Container, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from voicereel.audio.loudness import line_gain, master_envelope
+from voicereel.audio.loudness import GainCurve, line_gain, master_gain
 
 FADE_SECONDS = 0.003
 
@@ -36,22 +38,59 @@ def concat_with_pauses(clips: list[np.ndarray], pauses: list[int]) -> tuple[np.n
     return out, offsets
 
 
+BLOCK_SAMPLES = 1 << 18  # what one step of reading, encoding or storing a master holds
+
+
 @dataclass
 class Master:
-    """A levelled master: the joined lines with the master's gain curve applied."""
+    """A levelled master, never held whole: the lines at their offsets, each with its gain to
+    the target, under the master's gain curve. Read a block at a time (`blocks`), or whole for
+    a short answer (`whole`)."""
 
-    audio: np.ndarray
+    lines: list[np.ndarray]
+    gains: list[float]  # each line's gain to the target
     offsets: list[int]  # where each line starts
-    levelled: list[np.ndarray]  # each line at the target, before the master's gain curve
-    envelope: np.ndarray  # the master's gain curve (what stems are multiplied by too)
+    length: int
+    curve: GainCurve = field(init=False)
+
+    def read(self, start: int, end: int, only: Container[int] | None = None) -> np.ndarray:
+        """Samples [start, end) before the gain curve, of every line or the lines `only`."""
+        out = np.zeros(max(0, end - start), np.float32)
+        first = max(0, bisect.bisect_right(self.offsets, start) - 1)
+        for index in range(first, len(self.lines)):
+            offset = self.offsets[index]
+            if offset >= end:
+                break
+            if only is not None and index not in only:
+                continue
+            line = self.lines[index]
+            lo, hi = max(start, offset), min(end, offset + len(line))
+            if lo < hi:
+                out[lo - start:hi - start] = line[lo - offset:hi - offset] * np.float32(
+                    self.gains[index])
+        return out
+
+    def blocks(self, only: Container[int] | None = None) -> Iterator[np.ndarray]:
+        """The finished master (or the stem of the lines `only`), block by block."""
+        for start in range(0, self.length, BLOCK_SAMPLES):
+            end = min(self.length, start + BLOCK_SAMPLES)
+            yield self.read(start, end, only) * self.curve.values(start, end)
+
+    def whole(self) -> np.ndarray:
+        return self.read(0, self.length) * self.curve.values(0, self.length)
 
 
 def level_master(lines: list[np.ndarray], pauses: list[int], sample_rate: int,
                  target_lufs: float, ceiling_dbtp: float) -> Master:
-    """Bring each line to the target on its own (every speaker at one level), join them, then
-    level and limit the whole track as one (a job's master and a speech answer alike)."""
-    levelled = [audio * line_gain(audio, sample_rate, target_lufs) for audio in lines]
-    master, offsets = concat_with_pauses(levelled, pauses)
-    envelope = master_envelope(master, sample_rate, target_lufs, ceiling_dbtp)
-    master *= envelope  # in place: an hour-long master must not exist twice
-    return Master(master, offsets, levelled, envelope)
+    """Bring each line to the target on its own (every speaker at one level), join them with
+    `pauses[i]` samples of silence after line i, then level and limit the whole track as one
+    (a job's master and a speech answer alike)."""
+    offsets: list[int] = []
+    total = 0
+    for line, pause in zip(lines, pauses, strict=True):
+        offsets.append(total)
+        total += len(line) + pause
+    master = Master(lines, [line_gain(line, sample_rate, target_lufs) for line in lines],
+                    offsets, total)
+    master.curve = master_gain(master.read, total, sample_rate, target_lufs, ceiling_dbtp)
+    return master

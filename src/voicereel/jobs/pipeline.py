@@ -19,6 +19,7 @@ import contextvars
 import dataclasses
 import io
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,9 +33,9 @@ import soundfile as sf
 
 from voicereel import outbox
 from voicereel.audio.encode import CONTENT_TYPES as AUDIO_TYPES
-from voicereel.audio.encode import encode
+from voicereel.audio.encode import write_encoded
 from voicereel.audio.io import resample
-from voicereel.audio.mix import concat_with_pauses, fade_edges, level_master
+from voicereel.audio.mix import Master, concat_with_pauses, fade_edges, level_master
 from voicereel.db import repo
 from voicereel.db.tables import Job, JobFile, Speaker, utcnow
 from voicereel.domain import caption_layout, lexicon
@@ -327,7 +328,7 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
               else settings.loudness_lufs)
     mixed = level_master([r.audio for r in rendered], pauses, rate, target,
                          settings.true_peak_dbtp)
-    timeline = lay_timeline(plan, rendered, mixed.offsets, len(mixed.audio))
+    timeline = lay_timeline(plan, rendered, mixed.offsets, mixed.length)
     options = request.captions
     added: list[caption_layout.Insertion] = []
     if options.fit == "pauses":
@@ -346,49 +347,58 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
             del mixed
             mixed = level_master([r.audio for r in rendered], pauses, rate, target,
                                  settings.true_peak_dbtp)
-            timeline = lay_timeline(plan, rendered, mixed.offsets, len(mixed.audio))
-    master, offsets = mixed.audio, mixed.offsets
-
+            timeline = lay_timeline(plan, rendered, mixed.offsets, mixed.length)
     fmt = request.output.format
     folder = plan.files_prefix
-    outputs: list[tuple[str, str, bytes, str]] = [
-        ("audio", f"{folder}/audio.{fmt}", encode(master, rate, fmt), AUDIO_TYPES[fmt])]
-    if request.output.stems:
-        for speaker_id, stem in speaker_stems(request, mixed.levelled, offsets,
-                                                        mixed.envelope):
-            outputs.append((f"stem:{speaker_id}", f"{folder}/stems/{speaker_id}.{fmt}",
-                            encode(stem, rate, fmt), AUDIO_TYPES[fmt]))
+    files: list[JobFile] = []
+
+    # captions first: a caption that cannot be made fails the job before any file is written
+    captions: list[tuple[str, str, bytes, str]] = []
     caption_json = timeline.to_json()
     lang = plan.speakers[request.script[0].speaker_id].lang
     laid = captions_mod.lay_out(caption_json, options)
     for cap in options.formats:
-        outputs.append((f"captions.{cap}", f"{folder}/captions.{cap}",
-                        captions_mod.render(caption_json, cap, options, laid, lang).encode(),
-                        captions_mod.CONTENT_TYPES[cap]))
+        captions.append((f"captions.{cap}", f"{folder}/captions.{cap}",
+                         captions_mod.render(caption_json, cap, options, laid, lang).encode(),
+                         captions_mod.CONTENT_TYPES[cap]))
     report = captions_mod.report(laid, options, added)
-    outputs.append((f"captions.{captions_mod.REPORT}", f"{folder}/captions-report.json",
-                    report.encode(), captions_mod.CONTENT_TYPES[captions_mod.REPORT]))
+    captions.append((f"captions.{captions_mod.REPORT}", f"{folder}/captions-report.json",
+                     report.encode(), captions_mod.CONTENT_TYPES[captions_mod.REPORT]))
     if options.per_speaker:
         for speaker_id in dict.fromkeys(line.speaker_id for line in request.script):
             track = captions_mod.for_speaker(caption_json, speaker_id)
             track_laid = captions_mod.lay_out(track, options)
             for cap in options.formats:
-                outputs.append((f"captions.{cap}:{speaker_id}",
-                                f"{folder}/captions/{speaker_id}.{cap}",
-                                captions_mod.render(track, cap, options, track_laid,
-                                                    lang).encode(),
-                                captions_mod.CONTENT_TYPES[cap]))
-    for _kind, key, body, content_type in outputs:
-        services.storage.put(key, body, content_type)
+                captions.append((f"captions.{cap}:{speaker_id}",
+                                 f"{folder}/captions/{speaker_id}.{cap}",
+                                 captions_mod.render(track, cap, options, track_laid,
+                                                     lang).encode(),
+                                 captions_mod.CONTENT_TYPES[cap]))
 
-    files = [JobFile(job_id=plan.job_id, revision=plan.revision, kind=kind, key=key,
-                     content_type=content_type, size_bytes=len(body))
-             for kind, key, body, content_type in outputs]
+    def store_audio(kind: str, key: str, blocks: Iterator[np.ndarray]) -> None:
+        # encoded a block at a time into a file on disk, never whole in memory
+        with tempfile.TemporaryFile() as spool:
+            write_encoded(blocks, rate, fmt, spool)
+            size = spool.tell()
+            spool.seek(0)
+            services.storage.put_file(key, spool, AUDIO_TYPES[fmt])
+        files.append(JobFile(job_id=plan.job_id, revision=plan.revision, kind=kind, key=key,
+                             content_type=AUDIO_TYPES[fmt], size_bytes=size))
+
+    store_audio("audio", f"{folder}/audio.{fmt}", mixed.blocks())
+    if request.output.stems:
+        for speaker_id, stem in speaker_stems(request, mixed):
+            store_audio(f"stem:{speaker_id}", f"{folder}/stems/{speaker_id}.{fmt}", stem)
+    for kind, key, body, content_type in captions:
+        services.storage.put(key, body, content_type)
+        files.append(JobFile(job_id=plan.job_id, revision=plan.revision, kind=kind, key=key,
+                             content_type=content_type, size_bytes=len(body)))
+
     with services.db.session() as session:
         # billed: the lines this revision rendered, not those it carried over from the last
         rendered_here = repo.lines_rendered_in(session, plan.job_id, plan.revision)
         finished = repo.finish_job(session, plan.job_id, owner, plan.revision, files,
-                                   audio_seconds=timeline.seconds(len(master)),
+                                   audio_seconds=timeline.seconds(mixed.length),
                                    characters=line_characters(request, rendered_here),
                                    engine=services.engine.name)
     if not finished:
@@ -399,7 +409,7 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
         # Otherwise a newer attempt owns the job; its files have these same keys.
         raise JobLost(plan.job_id)
     observe_job_finished(seconds=(utcnow() - plan.created_at).total_seconds(),
-                         audio_seconds=timeline.seconds(len(master)),
+                         audio_seconds=timeline.seconds(mixed.length),
                          render_seconds=sum(r.render_seconds for r in rendered))
 
 
@@ -428,18 +438,13 @@ def lay_timeline(plan: JobPlan, rendered: list[RenderedLine], offsets: list[int]
     return timeline
 
 
-def speaker_stems(request: SynthesisRequest, levelled: list[np.ndarray], offsets: list[int],
-                  envelope: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """One master-length float32 track per speaker, each made when asked for, so that they
-    never all exist at once; with the master's gain curve they sum to the master."""
+def speaker_stems(request: SynthesisRequest,
+                  master: Master) -> Iterator[tuple[str, Iterator[np.ndarray]]]:
+    """Each speaker's track, block by block: its lines under the master's gain curve, so that
+    the stems sum to the master."""
     for speaker_id in dict.fromkeys(line.speaker_id for line in request.script):
-        track = np.zeros(len(envelope), np.float32)
-        for line, audio, offset in zip(request.script, levelled, offsets, strict=True):
-            if line.speaker_id == speaker_id:
-                track[offset:offset + len(audio)] = audio
-        track *= envelope
-        yield speaker_id, track
-        del track  # before the next one is made
+        yield speaker_id, master.blocks(only={index for index, line in enumerate(request.script)
+                                              if line.speaker_id == speaker_id})
 
 
 def render_unit(services: Services, plan: JobPlan, index: int) -> RenderedLine | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from fastapi import FastAPI
 
@@ -36,6 +36,11 @@ class Storage(Protocol):
     name: str
 
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str) -> None:
+        """Store what `source` holds from its current position, read a piece at a time (an
+        hour-long master is never held in memory to be stored)."""
+        ...
 
     def get(self, key: str) -> bytes: ...
 

@@ -6,13 +6,14 @@ asks it to `mount_downloads`.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse
@@ -21,6 +22,8 @@ from voicereel.auth.urls import FILES_PATH, sign_url, verify_url
 from voicereel.errors import NotFound
 from voicereel.storage.base import check_key, content_type_for
 from voicereel.storage.metrics import STORAGE_ERRORS
+
+COPY_CHUNK_BYTES = 1 << 20
 
 
 class LocalStorage:
@@ -38,13 +41,16 @@ class LocalStorage:
         return path
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.put_file(key, io.BytesIO(data), content_type)
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a reader never sees half a file and a retry simply replaces it.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                shutil.copyfileobj(source, fh, COPY_CHUNK_BYTES)
             os.replace(tmp, path)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)

@@ -12,9 +12,10 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.client import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI
@@ -54,7 +55,7 @@ def _unavailable_on_error(action: str) -> Iterator[None]:
     """Store failures become one error the API renders as 503; a job retries the transient ones."""
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
         raise _unavailable(action, exc) from exc
 
 
@@ -111,6 +112,12 @@ class S3Storage:
         with _unavailable_on_error("store a file"):
             self._client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data,
                                     ContentType=content_type)
+
+    def put_file(self, key: str, source: BinaryIO, content_type: str) -> None:
+        # boto3 uploads a large file in parts, a part at a time
+        with _unavailable_on_error("store a file"):
+            self._client.upload_fileobj(source, self.bucket, self.object_key(key),
+                                        ExtraArgs={"ContentType": content_type})
 
     def get(self, key: str) -> bytes:
         try:
