@@ -27,11 +27,7 @@ def fade_edges(clip: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def concat_with_pauses(clips: list[np.ndarray], pauses: list[int]) -> tuple[np.ndarray, list[int]]:
     """Join clips with `pauses[i]` samples of silence after clip i; return audio and offsets."""
-    offsets: list[int] = []
-    total = 0
-    for clip, pause in zip(clips, pauses, strict=True):
-        offsets.append(total)
-        total += len(clip) + pause
+    offsets, total = line_offsets([len(clip) for clip in clips], pauses)
     out = np.zeros(total, dtype=np.float32)
     for clip, offset in zip(clips, offsets, strict=True):
         out[offset:offset + len(clip)] = clip
@@ -80,16 +76,22 @@ class Master:
         return self.read(0, self.length) * self.curve.values(0, self.length)
 
 
+def line_offsets(lengths: list[int], pauses: list[int]) -> tuple[list[int], int]:
+    """Where each line starts when line i is followed by `pauses[i]` samples, and the total."""
+    offsets: list[int] = []
+    total = 0
+    for length, pause in zip(lengths, pauses, strict=True):
+        offsets.append(total)
+        total += length + pause
+    return offsets, total
+
+
 def level_master(lines: list[np.ndarray], pauses: list[int], sample_rate: int,
                  target_lufs: float, ceiling_dbtp: float) -> Master:
     """Bring each line to the target on its own (every speaker at one level), join them with
     `pauses[i]` samples of silence after line i, then level and limit the whole track as one
     (a job's master and a speech answer alike)."""
-    offsets: list[int] = []
-    total = 0
-    for line, pause in zip(lines, pauses, strict=True):
-        offsets.append(total)
-        total += len(line) + pause
+    offsets, total = line_offsets([len(line) for line in lines], pauses)
     master = Master(lines, [line_gain(line, sample_rate, target_lufs) for line in lines],
                     offsets, total)
     master.curve = master_gain(master.read, total, sample_rate, target_lufs, ceiling_dbtp)

@@ -35,7 +35,7 @@ from voicereel import outbox
 from voicereel.audio.encode import CONTENT_TYPES as AUDIO_TYPES
 from voicereel.audio.encode import write_encoded
 from voicereel.audio.io import resample
-from voicereel.audio.mix import Master, concat_with_pauses, fade_edges, level_master
+from voicereel.audio.mix import Master, concat_with_pauses, fade_edges, level_master, line_offsets
 from voicereel.db import repo
 from voicereel.db.tables import Job, JobFile, Speaker, utcnow
 from voicereel.domain import caption_layout, lexicon
@@ -326,9 +326,8 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
     pauses[-1] = 0  # the track ends with the last line's audio
     target = (request.output.loudness_lufs if request.output.loudness_lufs is not None
               else settings.loudness_lufs)
-    mixed = level_master([r.audio for r in rendered], pauses, rate, target,
-                         settings.true_peak_dbtp)
-    timeline = lay_timeline(plan, rendered, mixed.offsets, mixed.length)
+    timeline = lay_timeline(plan, rendered, *line_offsets([len(r.audio) for r in rendered],
+                                                          pauses))
     options = request.captions
     added: list[caption_layout.Insertion] = []
     if options.fit == "pauses":
@@ -344,10 +343,10 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
                 else:
                     rendered[insertion.segment] = with_silence(
                         rendered[insertion.segment], insertion.before_word, samples)
-            del mixed
-            mixed = level_master([r.audio for r in rendered], pauses, rate, target,
-                                 settings.true_peak_dbtp)
-            timeline = lay_timeline(plan, rendered, mixed.offsets, mixed.length)
+            timeline = lay_timeline(plan, rendered, *line_offsets(
+                [len(r.audio) for r in rendered], pauses))
+    mixed = level_master([r.audio for r in rendered], pauses, rate, target,
+                         settings.true_peak_dbtp)
     fmt = request.output.format
     folder = plan.files_prefix
     files: list[JobFile] = []
