@@ -24,6 +24,7 @@ from tests.chaos.cluster import (
 )
 from voicereel.db.tables import Job
 from voicereel.jobs import pipeline, units
+from voicereel.jobs.spool import LineSpool
 from voicereel.services import Services
 
 # No noise in piper: a line renders to the same samples wherever it renders.
@@ -77,7 +78,8 @@ def test_a_units_seed_renders_its_line_again_sample_for_sample(
             with services.db.session() as session:
                 job_id = session.scalars(select(Job.id)).one()
             plan = pipeline.load_plan(services, job_id)
-            keys = pipeline.JobRun(services, plan, "test", 0.0).unit_keys()
+            with LineSpool() as spool:
+                keys = pipeline.JobRun(services, plan, "test", 0.0, spool).unit_keys()
             for index in range(len(script)):
                 stored = units.unpack_unit(services.storage.get(keys[index]))
                 seed = stored.meta["seed"]

@@ -34,6 +34,8 @@ from voicereel.domain.script import AudioBudget, SynthesisRequest, text_seconds_
 from voicereel.engines.base import Voice
 from voicereel.errors import AudioTooLong
 from voicereel.jobs import pipeline
+from voicereel.jobs.spool import LineSpool
+from voicereel.jobs.units import RenderedLine
 from voicereel.services import build_services
 from voicereel.settings import Settings
 
@@ -206,8 +208,8 @@ def test_a_job_rendering_past_its_limit_fails_with_a_clear_error(database_url: s
 
 
 def _assembly_peak_bytes(seconds: int) -> tuple[int, int]:
-    """tracemalloc's peak while a `seconds`-long three-speaker master is levelled, encoded
-    and its stems written, beyond its lines; and the float32 master's size."""
+    """tracemalloc's peak while the lines of a `seconds`-long three-speaker master are
+    spooled, levelled, encoded and its stems written; and the float32 master's size."""
     rate = 24_000
     rng = np.random.default_rng(7)
     lines = [(rng.standard_normal(5 * rate) * rng.uniform(0.05, 0.3)).astype(np.float32)
@@ -216,7 +218,9 @@ def _assembly_peak_bytes(seconds: int) -> tuple[int, int]:
     request = SynthesisRequest.model_validate({"script": script, "output": {"stems": True}})
     tracemalloc.start()
     try:
-        master = level_master(lines, [0] * len(lines), rate, -16.0, -1.0)
+        spool = LineSpool()  # the lines wait on disk, as in a job
+        spooled = [spool.keep(RenderedLine(line, [])).audio for line in lines]
+        master = level_master(spooled, [0] * len(lines), rate, -16.0, -1.0)
         with tempfile.TemporaryFile() as spool:
             write_encoded(master.blocks(), rate, "wav", spool)
             assert spool.tell() > 2 * master.length  # 16-bit samples, every one
@@ -224,14 +228,15 @@ def _assembly_peak_bytes(seconds: int) -> tuple[int, int]:
             with tempfile.TemporaryFile() as spool:
                 write_encoded(stem, rate, "flac", spool)
         peak = tracemalloc.get_traced_memory()[1]
+        spool.close()
     finally:
         tracemalloc.stop()
     return peak, 4 * master.length
 
 
 def test_a_long_master_is_levelled_and_encoded_a_block_at_a_time() -> None:
-    """Levelling, true-peak limiting, encoding and stems hold blocks, not the master: measured
-    with tracemalloc on a one- and a four-minute master (the lines themselves excluded)."""
+    """Spooling the lines, levelling, true-peak limiting, encoding and stems hold blocks, not
+    the master: measured with tracemalloc on a one- and a four-minute master."""
     short, short_size = _assembly_peak_bytes(60)
     long, long_size = _assembly_peak_bytes(240)
     print(f"\nassembly peak: {short / 1e6:.1f} MB for 60 s ({short / short_size:.2f}x the "

@@ -119,17 +119,24 @@ def _k_weighting(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 @dataclass
 class _Region:
-    """A stretch where the limiter may act: peaks (0 where it cannot act), the energy of the
-    K-weighted signal, and the limiter's gain so far, float32 each."""
+    """A stretch where the limiter may act: where in it the peaks may reach the ceiling and
+    how high they are, the energy of the K-weighted signal, and the limiter's gain so far."""
 
     start: int
-    peaks: np.ndarray
-    energy: np.ndarray
-    local: np.ndarray
+    over: np.ndarray  # int32 offsets into the stretch
+    peaks: np.ndarray  # float32, at `over`
+    energy: np.ndarray  # float32, every sample
+    local: np.ndarray  # float32, every sample
+
+    def limit(self, gain: float, sample_rate: int, ceiling_dbtp: float) -> None:
+        """One more round of the limiter at `gain`."""
+        peaks = np.zeros(len(self.local), np.float32)  # elsewhere the ceiling is out of reach
+        peaks[self.over] = self.peaks * (gain * self.local[self.over])
+        self.local *= limiter_envelope(peaks, sample_rate, ceiling_dbtp)
 
     @property
     def end(self) -> int:
-        return self.start + len(self.peaks)
+        return self.start + len(self.local)
 
 
 @dataclass
@@ -239,18 +246,22 @@ def _find_regions(read: Reader, meter: _Meter, sample_rate: int,
         at = np.flatnonzero(near)
         if not len(at):
             continue
-        inner = p[start - lo:end - lo]
         starts.append(at + start)
-        peaks.append(np.where(over[start - lo:end - lo][at], inner[at], 0).astype(np.float32))
+        peaks.append(np.where(over[start - lo:end - lo][at], p[start - lo:end - lo][at],
+                              0).astype(np.float32))
         energy.append(np.square(meter.weighted_block(index, read)[at]).astype(np.float32))
     if not starts:
         return []
     where = np.concatenate(starts)
     cuts = np.flatnonzero(np.diff(where) > 1) + 1
     local = np.ones(len(where), np.float32)
-    return [_Region(int(run[0]), p, e, g) for run, p, e, g in zip(
-        np.split(where, cuts), np.split(np.concatenate(peaks), cuts),
-        np.split(np.concatenate(energy), cuts), np.split(local, cuts), strict=True)]
+    regions = []
+    for run, p, e, g in zip(np.split(where, cuts), np.split(np.concatenate(peaks), cuts),
+                            np.split(np.concatenate(energy), cuts), np.split(local, cuts),
+                            strict=True):
+        over = np.flatnonzero(p).astype(np.int32)
+        regions.append(_Region(int(run[0]), over, p[over], e, g))
+    return regions
 
 
 def master_gain(read: Reader, length: int, sample_rate: int, target_lufs: float,
@@ -280,13 +291,13 @@ def master_gain(read: Reader, length: int, sample_rate: int, target_lufs: float,
                 break
             curve.gain *= 10 ** ((target_lufs - measured) / 20)
             for region in curve.regions:
-                region.local *= limiter_envelope(region.peaks * (curve.gain * region.local),
-                                                 sample_rate, ceiling_dbtp)
+                region.limit(curve.gain, sample_rate, ceiling_dbtp)
             if abs(meter.integrated(curve) - target_lufs) < LOUDNESS_TOLERANCE_LU:
                 break
         if curve.gain <= first_gain * headroom:
             break
-        headroom *= headroom  # the makeup went past the search: look again, wider
+        # the makeup went past the search: look again, as far past the makeup it reached
+        headroom = curve.gain / first_gain * 10 ** (LIMITER_HEADROOM_DB / 20)
     # Oversampled peaks of the final signal can still poke over by a hair: scale them under.
     peak = _limited_true_peak(read, curve)
     if peak > ceiling_dbtp:

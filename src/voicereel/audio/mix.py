@@ -5,12 +5,21 @@ from __future__ import annotations
 import bisect
 from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from voicereel.audio.loudness import GainCurve, line_gain, master_gain
 
 FADE_SECONDS = 0.003
+
+
+class Samples(Protocol):
+    """A line's float32 samples: an array, or audio kept on disk, read by slices."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, part: slice, /) -> np.ndarray: ...
 
 
 def fade_edges(clip: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -43,7 +52,7 @@ class Master:
     the target, under the master's gain curve. Read a block at a time (`blocks`), or whole for
     a short answer (`whole`)."""
 
-    lines: list[np.ndarray]
+    lines: list[Samples]
     gains: list[float]  # each line's gain to the target
     offsets: list[int]  # where each line starts
     length: int
@@ -86,13 +95,13 @@ def line_offsets(lengths: list[int], pauses: list[int]) -> tuple[list[int], int]
     return offsets, total
 
 
-def level_master(lines: list[np.ndarray], pauses: list[int], sample_rate: int,
+def level_master(lines: list[Samples], pauses: list[int], sample_rate: int,
                  target_lufs: float, ceiling_dbtp: float) -> Master:
     """Bring each line to the target on its own (every speaker at one level), join them with
     `pauses[i]` samples of silence after line i, then level and limit the whole track as one
     (a job's master and a speech answer alike)."""
     offsets, total = line_offsets([len(line) for line in lines], pauses)
-    master = Master(lines, [line_gain(line, sample_rate, target_lufs) for line in lines],
+    master = Master(lines, [line_gain(line[:], sample_rate, target_lufs) for line in lines],
                     offsets, total)
     master.curve = master_gain(master.read, total, sample_rate, target_lufs, ceiling_dbtp)
     return master

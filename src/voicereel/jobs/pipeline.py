@@ -53,6 +53,7 @@ from voicereel.domain.timeline import Segment, TimedWord, Timeline
 from voicereel.engines.base import Voice
 from voicereel.errors import RetryLater, SynthesisFailed, VoiceReelError
 from voicereel.jobs import units
+from voicereel.jobs.spool import LineSpool
 from voicereel.jobs.units import RenderedLine
 from voicereel.observability import job_log_context, observe_job_finished
 from voicereel.services import Services
@@ -117,6 +118,7 @@ class JobRun:
     plan: JobPlan
     owner: str
     deadline: float  # time.monotonic() past which the attempt fails
+    spool: LineSpool  # where the lines' audio waits for assembly
 
     def seconds_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -132,7 +134,8 @@ class JobRun:
         line = render_unit(self.services, self.plan, index)
         if line is None:
             self.check_ownership()
-        return line
+            return None
+        return self.spool.keep(line)
 
     def unit_keys(self) -> dict[int, str]:
         """The storage key of every line's recorded unit."""
@@ -196,16 +199,17 @@ def run_job(services: Services, job_id: str, owner: str, lines: LineRenderer) ->
         return  # finished, deleted, or running under a live attempt: a duplicate dispatch
     with job_log_context(job_id, job.request_id):
         log.info("job %s: attempt %d by %s", job_id, job.attempts, owner)
-        with job_outcome(services, job_id, owner):
+        with job_outcome(services, job_id, owner), LineSpool() as spool:
             run = JobRun(services, load_plan(services, job), owner,
-                         time.monotonic() + services.settings.max_job_seconds)
+                         time.monotonic() + services.settings.max_job_seconds, spool)
             missing = run.missing()
             rendered = lines.render(run, missing) if missing else {}
             run.check_ownership()
             count = len(run.plan.request.script)
             stored = run.unit_keys() if len(rendered) < count else {}
-            assemble(services, run.plan, [rendered.get(i) or load_unit(services, stored[i], i)
-                                          for i in range(count)], owner)
+            assemble(services, run.plan, [
+                rendered.get(i) or spool.keep(load_unit(services, stored[i], i))
+                for i in range(count)], owner, spool)
             log.info("job %s: assembled by %s (%d of %d lines from storage)", job_id, owner,
                      count - len(rendered), count)
         send_soon(services, job_id)  # the end-of-job hook, whatever the outcome
@@ -316,8 +320,9 @@ def render_line(services: Services, plan: JobPlan, index: int,
 
 
 def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
-             owner: str) -> None:
-    """Join the lines, encode, write every file, then mark the job succeeded."""
+             owner: str, spool: LineSpool) -> None:
+    """Join the lines (their audio in `spool`), encode, write every file, then mark the job
+    succeeded."""
     request, settings = plan.request, services.settings
     rate = request.output.sample_rate
     pauses = [round(rate * (line.pause_after_ms if line.pause_after_ms is not None
@@ -341,8 +346,8 @@ def assemble(services: Services, plan: JobPlan, rendered: list[RenderedLine],
                 if insertion.before_word is None:
                     pauses[insertion.segment] += samples
                 else:
-                    rendered[insertion.segment] = with_silence(
-                        rendered[insertion.segment], insertion.before_word, samples)
+                    rendered[insertion.segment] = spool.keep(with_silence(
+                        rendered[insertion.segment], insertion.before_word, samples))
             timeline = lay_timeline(plan, rendered, *line_offsets(
                 [len(r.audio) for r in rendered], pauses))
     mixed = level_master([r.audio for r in rendered], pauses, rate, target,

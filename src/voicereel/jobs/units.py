@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from voicereel.audio.mix import Samples
 from voicereel.domain.timeline import TimedWord
 
 UNIT_FORMAT_VERSION = 1
@@ -44,7 +45,7 @@ class UnitUnreadable(Exception):
 class RenderedLine:
     """One line of a job, rendered: audio, its caption words, and how it was made."""
 
-    audio: np.ndarray
+    audio: Samples  # an array, or the line's place in a job's spool during assembly
     words: list[TimedWord]
     render_seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +63,7 @@ def unit_key(take_folder: str) -> str:
 def pack_unit(line: RenderedLine) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, format_version=np.int64(UNIT_FORMAT_VERSION),
-             audio=line.audio.astype(np.float32, copy=False),
+             audio=np.asarray(line.audio[:], np.float32),
              words=np.array([w.text for w in line.words], dtype=str),
              starts=np.array([w.start for w in line.words], dtype=np.int64),
              ends=np.array([w.end for w in line.words], dtype=np.int64),
