@@ -20,7 +20,7 @@ from voicereel.api.routes import openai_compat as openai_routes
 from voicereel.api.routes import usage as usage_routes
 from voicereel.api.routes import webhooks as webhook_routes
 from voicereel.api.schemas import PROBLEM_RESPONSES
-from voicereel.auth.keys import KeyUses
+from voicereel.auth.keys import KeyCache, KeyUses
 from voicereel.auth.ratelimit import RateLimiter
 from voicereel.jobs.runners import make_runner
 from voicereel.services import Services, build_services
@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     runner = make_runner(services)
     key_uses = KeyUses(services)
+    key_check = deps.KeyCheck(services, key_uses,
+                              KeyCache(settings.auth_cache_seconds, settings.auth_cache_max_keys))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,9 +62,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.runner = runner
     app.state.rate_limiter = RateLimiter(settings)
     app.state.key_uses = key_uses
+    app.state.key_check = key_check
     problems.install(app)
     # Keys from headers first, then per-route body limits counted as the bytes arrive.
-    app.add_middleware(BodyGuard, identify=functools.partial(deps.identify, services, key_uses),
+    app.add_middleware(BodyGuard, identify=key_check,
                        max_upload_bytes=settings.max_upload_bytes,
                        max_json_body_bytes=settings.max_json_body_bytes)
     # Outside the guard: it logs what the guard refused of a known key, too.
