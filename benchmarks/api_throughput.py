@@ -123,7 +123,7 @@ def served(src: Path, database_url: str, folder: Path, workers: int,
     command = [sys.executable, "-m", "voicereel", "serve", "--port", str(port)]
     if workers > 1:
         command += ["--workers", str(workers)]
-    log_path = folder / f"serve-{port}.log"
+    log_path = Path(os.environ.get("TP_LOG", folder / f"serve-{port}.log"))
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
