@@ -123,7 +123,7 @@ def served(src: Path, database_url: str, folder: Path, workers: int,
     command = [sys.executable, "-m", "voicereel", "serve", "--port", str(port)]
     if workers > 1:
         command += ["--workers", str(workers)]
-    log_path = Path(os.environ.get("TP_LOG", folder / f"serve-{port}.log"))
+    log_path = folder / f"serve-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -180,7 +180,8 @@ def processes_answering(client: httpx.Client, path: str) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its living descendants (Linux /proc)."""
+    """User + system CPU time of a process and its living descendants, with that of the
+    children they waited for (Linux /proc)."""
     total, todo = 0.0, [pid]
     while todo:
         current = todo.pop()
@@ -191,7 +192,7 @@ def cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):
             continue  # gone meanwhile
         fields = stat.rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
 
 
