@@ -9,7 +9,9 @@ and renders one job. Then wrk, with `--connections` connections for `--seconds` 
 - submissions: `POST /v1/synthesize` of a one-line job (the inline runner renders them in the
   same processes meanwhile; they are dropped with the data dir).
 
-It prints requests per second, p50/p99 latency and errors (socket errors and non-2xx answers).
+It prints requests per second, p50/p99 latency, errors (socket errors and non-2xx answers),
+and the CPU time the server's processes spent per request (user + system, from /proc), which
+moves less than the rate when other work shares the machine; and the load average after.
 `--src` runs the server from another checkout's `src` (e.g. `/work/main/src`) with this venv, to
 measure a "before" in the same run (a checkout without `serve --workers` takes only
 `--workers 1`).
@@ -78,6 +80,7 @@ class Figures:
     requests: int
     errors: int  # socket errors (connect, read, write, timeout) and non-2xx/3xx answers
     processes: int  # distinct X-VoiceReel-Process values seen while warming up (0: no header)
+    cpu_ms_per_request: float = 0.0  # the server processes' CPU time over the run, per request
 
 
 def free_port() -> int:
@@ -107,8 +110,9 @@ def database(kind: str, folder: Path, postgres_url: str) -> Iterator[str]:
 
 @contextmanager
 def served(src: Path, database_url: str, folder: Path, workers: int,
-           redis_url: str) -> Iterator[tuple[str, str]]:
-    """A `voicereel serve` from `src` on a free port; yields its base URL and a bench key."""
+           redis_url: str) -> Iterator[tuple[str, str, int]]:
+    """A `voicereel serve` from `src` on a free port; yields its base URL, a bench key and its
+    process id."""
     env = {**os.environ, "PYTHONPATH": str(src), "VOICEREEL_DATA_DIR": str(folder / "data"),
            "VOICEREEL_DATABASE_URL": database_url, "VOICEREEL_LOG_LEVEL": "WARNING",
            # several processes count rate limits in Redis (the bench key has none)
@@ -136,7 +140,7 @@ def served(src: Path, database_url: str, folder: Path, workers: int,
             if time.monotonic() > deadline:
                 raise SystemExit("server never became ready")
             time.sleep(0.2)
-        yield base, key
+        yield base, key, proc.pid
     finally:
         proc.terminate()
         try:
@@ -175,14 +179,36 @@ def processes_answering(client: httpx.Client, path: str) -> int:
     return len(seen - {None})
 
 
-def wrk(url: str, lua: str, folder: Path, seconds: int, connections: int) -> Figures:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its living descendants, with that of the
+    children they waited for (Linux /proc)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def wrk(url: str, lua: str, folder: Path, seconds: int, connections: int,
+        server_pid: int) -> Figures:
     script = folder / f"wrk-{uuid.uuid4().hex[:6]}.lua"
     script.write_text(lua)
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
                           "--timeout", "5s", "-s", str(script), url],
                          check=True, capture_output=True, text=True,
                          timeout=seconds + 60).stdout
-    return parse_wrk(out)
+    figures = parse_wrk(out)
+    figures.cpu_ms_per_request = ((cpu_seconds(server_pid) - cpu_before) * 1000
+                                  / max(figures.requests, 1))
+    return figures
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -213,7 +239,7 @@ def run(kind: str, workers: int, args: argparse.Namespace) -> dict[str, Figures]
     folder = Path(tempfile.mkdtemp(prefix="voicereel-throughput-"))
     try:
         with database(kind, folder, args.postgres_url) as url, \
-                served(args.src, url, folder, workers, args.redis_url) as (base, key):
+                served(args.src, url, folder, workers, args.redis_url) as (base, key, pid):
             with httpx.Client(base_url=base, timeout=120,
                               headers={"Authorization": f"Bearer {key}"}) as client:
                 speaker, job_id = prepare(client)
@@ -222,11 +248,11 @@ def run(kind: str, workers: int, args: argparse.Namespace) -> dict[str, Figures]
             figures = {}
             if "polls" in args.what:
                 figures["polls"] = wrk(f"{base}/v1/jobs/{job_id}", GET_LUA.format(key=key),
-                                       folder, args.seconds, args.connections)
+                                       folder, args.seconds, args.connections, pid)
             if "submissions" in args.what:
                 figures["submissions"] = wrk(f"{base}/v1/synthesize",
                                              POST_LUA.format(body=json.dumps(body), key=key),
-                                             folder, args.seconds, args.connections)
+                                             folder, args.seconds, args.connections, pid)
             for f in figures.values():
                 f.processes = answering
             return figures
@@ -256,13 +282,14 @@ def main() -> None:
     print(f"server code: {args.src}; wrk -t2 -c{args.connections} -d{args.seconds}s; "
           f"{os.cpu_count()} CPUs")
     print(f"{'db':9} {'procs':>5} {'what':12} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'requests':>9} {'errors':>7} {'seen':>5}")
+          f"{'requests':>9} {'errors':>7} {'seen':>5} {'cpu ms':>7} {'load':>5}")
     for kind in args.db:
         for workers in args.workers:
             for what, f in run(kind, workers, args).items():
                 print(f"{kind:9} {workers:>5} {what:12} {f.requests_per_second:8.1f} "
                       f"{f.p50_ms:8.1f} {f.p99_ms:8.1f} {f.requests:9d} {f.errors:7d} "
-                      f"{f.processes:>5}", flush=True)
+                      f"{f.processes:>5} {f.cpu_ms_per_request:7.2f} "
+                      f"{os.getloadavg()[0]:5.1f}", flush=True)
 
 
 if __name__ == "__main__":

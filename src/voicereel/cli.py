@@ -108,7 +108,7 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None,
         ssl_keyfile=tls_key, ssl_context_factory=functools.partial(
             _tls_context, settings.tls_min_version == "1.2") if tls_cert else None)
     if workers == 1:
-        uvicorn.run(create_app(settings, services), **options)
+        uvicorn.run(create_app(settings, services, whole_process=True), **options)
         return
     # Each worker process builds its own app (and services) from the same environment.
     services.db.dispose()
@@ -122,7 +122,7 @@ def worker_app() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings)
-    return create_app(settings)
+    return create_app(settings, whole_process=True)
 
 
 def _tls_context(allow_tls12: bool, _config: object,

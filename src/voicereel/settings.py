@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(365, ge=1)  # audit rows older than this are removed
     # An old key stays valid this long after its rotation unless the request says otherwise
     key_rotation_grace_seconds: int = Field(3600, ge=0, le=24 * 3600)
+    # A process keeps each key it authenticated this long without reading its row again, so a
+    # key revoked or rotated on another process still works there for up to this long (on the
+    # process that changed it, not at all); 0: read on every request.
+    auth_cache_seconds: float = Field(5.0, ge=0, le=300)
+    auth_cache_max_keys: int = Field(10_000, ge=1)  # keys kept per process; the oldest go first
     rate_limit_redis_url: str = ""  # empty: broker_url with the celery runner, else in process
     webhook_allow_private: bool = False  # allow callbacks to loopback/private/link-local hosts
     webhook_max_attempts: int = Field(6, ge=1)

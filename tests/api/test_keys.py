@@ -12,6 +12,7 @@ from sqlalchemy import text
 from tests.api.trust_helpers import caller, problem
 from voicereel import operations
 from voicereel.api.app import create_app
+from voicereel.auth.keys import KeyCache
 from voicereel.db import repo
 from voicereel.db.session import Database
 from voicereel.services import Services
@@ -193,3 +194,21 @@ def test_last_use_is_written_to_the_key_row(services: Services, tenant_name: str
         assert unwritten.last_used_at is None  # not written on the request's path
     key_row, _ = caller(services, key)
     assert key_row.last_used_at is not None and key_row.last_used_at >= before
+
+
+def test_a_key_changed_elsewhere_is_read_again_after_the_cache_ttl(
+        client: TestClient, services: Services) -> None:
+    """A revocation made by another process (here: behind the app's back) is seen once this
+    process's copy of the key is `auth_cache_seconds` old; expiry needs no new read."""
+    now = [0.0]
+    cache = KeyCache(services.settings.auth_cache_seconds, 10, clock=lambda: now[0])
+    client.app.state.key_check.cache = cache  # type: ignore[attr-defined]
+    new = client.post("/v1/keys", json={"role": "viewer"}).json()
+    assert client.get("/v1/speakers", headers=_auth(new["key"])).status_code == 200
+    _, tenant = caller(services, new["key"])
+    with services.db.session() as session:
+        repo.revoke_api_key(session, repo.get_api_key(session, tenant.id, new["id"]),
+                            datetime.now(UTC))
+    assert client.get("/v1/speakers", headers=_auth(new["key"])).status_code == 200
+    now[0] += services.settings.auth_cache_seconds
+    problem(client.get("/v1/speakers", headers=_auth(new["key"])), 401, "key-revoked")

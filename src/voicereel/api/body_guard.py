@@ -15,10 +15,9 @@ upload's spooled temporary file.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,7 +37,7 @@ UPLOAD_ROUTE = ("POST", "/v1/speakers")
 # Multipart framing and form fields around the audio file.
 UPLOAD_OVERHEAD_BYTES = 1024 * 1024
 
-Identify = Callable[[str], tuple[ApiKey, Tenant]]
+Identify = Callable[[str], Awaitable[tuple[ApiKey, Tenant]]]
 
 
 def needs_key(path: str) -> bool:
@@ -104,9 +103,8 @@ class BodyGuard:
         """Everything judged from the request line and headers, before the body."""
         headers = Headers(scope=scope)
         if needs_key(scope["path"]):
-            # The lookup queries the database: off the event loop, like the routes' own work.
-            scope[IDENTIFIED] = await run_in_threadpool(self.identify,
-                                                        headers.get("authorization", ""))
+            # (`deps.KeyCheck`: a key seen lately from memory, else read in the thread pool)
+            scope[IDENTIFIED] = await self.identify(headers.get("authorization", ""))
         media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
         if media_type.startswith("multipart/") and not upload:
             raise errors.UnsupportedMediaType(

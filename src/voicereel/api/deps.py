@@ -39,8 +39,14 @@ async def get_key_uses(request: Request) -> keys.KeyUses:
     return uses
 
 
+async def get_key_cache(request: Request) -> keys.KeyCache:
+    check: KeyCheck = request.app.state.key_check
+    return check.cache
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 KeyUsesDep = Annotated[keys.KeyUses, Depends(get_key_uses)]
+KeyCacheDep = Annotated[keys.KeyCache, Depends(get_key_cache)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 
 
@@ -52,24 +58,43 @@ class Caller:
     tenant: Tenant
 
 
-def identify(services: Services, uses: keys.KeyUses,
-             authorization: str) -> tuple[ApiKey, Tenant]:
-    """The key an `Authorization: Bearer <key>` header value names, and its tenant.
+class KeyCheck:
+    """The one key lookup: the key an `Authorization: Bearer <key>` header value names, and its
+    tenant. The body guard calls it before a body is read; it raises Unauthorized (KeyRevoked,
+    KeyExpired for a key that was valid).
 
-    The one key lookup: the body guard calls it before a body is read; raises Unauthorized
-    (KeyRevoked, KeyExpired for a key that was valid). It reads the key's row on every request,
-    so a revocation holds on the next request on every process.
+    A key seen within `auth_cache_seconds` is answered from `cache` on the event loop; only
+    the others read the database, in the thread pool.
     """
+
+    def __init__(self, services: Services, uses: keys.KeyUses, cache: keys.KeyCache) -> None:
+        self.services = services
+        self.uses = uses
+        self.cache = cache
+
+    async def __call__(self, authorization: str) -> tuple[ApiKey, Tenant]:
+        key_hash = _key_hash(authorization)
+        found = self.cache.get(key_hash)
+        if found is None:
+            found = await run_in_threadpool(self._read, key_hash)
+        keys.check_usable(found[0])
+        self.uses.record(found[0])
+        return found
+
+    def _read(self, key_hash: str) -> tuple[ApiKey, Tenant]:
+        with self.services.db.session() as session:
+            found = repo.key_and_tenant_by_hash(session, key_hash)
+        if found is None:
+            raise Unauthorized("the API key is not valid")
+        self.cache.put(key_hash, *found)
+        return found
+
+
+def _key_hash(authorization: str) -> str:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
-    with services.db.session() as session:
-        found = repo.key_and_tenant(session, token.strip())
-    if found is None:
-        raise Unauthorized("the API key is not valid")
-    keys.check_usable(found[0])
-    uses.record(found[0])
-    return found
+    return repo.hash_key(token.strip())
 
 
 def _verify_signature(services: Services, key: ApiKey, request: Request, body_sha256: str) -> None:
@@ -92,8 +117,8 @@ async def authenticate(request: Request, services: ServicesDep) -> Caller:
     """Bearer key, then its request signature when the key requires one, then its rate limit."""
     found: tuple[ApiKey, Tenant] | None = request.scope.get(IDENTIFIED)
     if found is None:  # a route the body guard lets through without a key
-        found = await run_in_threadpool(identify, services, request.app.state.key_uses,
-                                        request.headers.get("authorization", ""))
+        check: KeyCheck = request.app.state.key_check
+        found = await check(request.headers.get("authorization", ""))
     key, tenant = found
     if key.require_signature:
         body_sha256 = request.scope.get(BODY_SHA256)

@@ -1,14 +1,19 @@
 """API keys: who may use one, and the owner's use cases behind `/v1/keys` and the CLI.
 
 A key's plaintext is shown once, when it is made; only its SHA-256 is stored. Revocation,
-expiry and rotation are columns of the key's row, read by the one key lookup of every request
-(`api/deps.py`), so they hold on the next request on every process.
+expiry and rotation are columns of the key's row, read by the one key lookup (`api/deps.py`).
+Each process keeps a key's row for `auth_cache_seconds` (`KeyCache`): a revocation or rotation
+holds at once on the process that made it and within that time on every other one; expiry is
+judged on each request against the clock.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -137,6 +142,47 @@ class KeyUses:
             self.flush()
 
 
+class KeyCache:
+    """The keys this process authenticated lately (rows of `api_keys` and `tenants`), by the
+    key's SHA-256, each for `ttl_seconds` after it was read.
+
+    Reading them for every request cost a database session and a thread hop per request; the
+    rows are read-only to the request code, shared by the requests of one key. `clear()` drops
+    them all: the key changes of this process call it, so they hold here at once.
+    """
+
+    def __init__(self, ttl_seconds: float, max_keys: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_keys = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rows: OrderedDict[str, tuple[float, ApiKey, Tenant]] = OrderedDict()
+
+    def get(self, key_hash: str) -> tuple[ApiKey, Tenant] | None:
+        with self._lock:
+            entry = self._rows.get(key_hash)
+            if entry is None:
+                return None
+            if self._clock() - entry[0] >= self.ttl_seconds:
+                del self._rows[key_hash]
+                return None
+            return entry[1], entry[2]
+
+    def put(self, key_hash: str, key: ApiKey, tenant: Tenant) -> None:
+        if self.ttl_seconds <= 0:
+            return
+        with self._lock:
+            self._rows[key_hash] = (self._clock(), key, tenant)
+            self._rows.move_to_end(key_hash)
+            while len(self._rows) > self.max_keys:
+                self._rows.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
 def create_key(services: Services, tenant: Tenant, request: KeyRequest) -> NewKey:
     """A new key for the tenant; with `require_signature` also its signing secret."""
     if request.expires_at is not None and request.expires_at <= utcnow():
@@ -167,8 +213,9 @@ def list_keys(services: Services, tenant: Tenant, uses: KeyUses) -> list[ApiKey]
     return keys
 
 
-def revoke_key(services: Services, tenant: Tenant, key_id: str) -> None:
-    """Revoke the key now; refused (409) when it is the tenant's last lasting owner key."""
+def revoke_key(services: Services, cache: KeyCache, tenant: Tenant, key_id: str) -> None:
+    """Revoke the key now (on this process's next request at once: `cache` is cleared);
+    refused (409) when it is the tenant's last lasting owner key."""
     now = utcnow()
     with services.db.session() as session:
         repo.lock_tenant_keys(session, tenant.id)
@@ -181,12 +228,14 @@ def revoke_key(services: Services, tenant: Tenant, key_id: str) -> None:
             raise LastOwnerKey(f"key {key_id} is the tenant's last owner key; create another "
                                "owner key before revoking it")
         repo.revoke_api_key(session, key, now)
+    cache.clear()
 
 
-def rotate_key(services: Services, tenant: Tenant, key_id: str,
+def rotate_key(services: Services, cache: KeyCache, tenant: Tenant, key_id: str,
                request: RotateRequest) -> NewKey:
     """A new secret for the key: a new key row with the same role, name, limits and expiry;
-    the old one keeps working for the grace period (never longer than it would have)."""
+    the old one keeps working for the grace period (never longer than it would have; `cache`
+    is cleared, so this process sees the new expiry at once)."""
     now = utcnow()
     grace = (request.grace_seconds if request.grace_seconds is not None
              else services.settings.key_rotation_grace_seconds)
@@ -211,5 +260,6 @@ def rotate_key(services: Services, tenant: Tenant, key_id: str,
         if not repo.retire_api_key(session, old, key.id, until):
             raise KeyNotRotatable(f"key {key_id} was rotated or revoked meanwhile")
         session.expunge(key)
+    cache.clear()
     # The signing secret (if any) is kept: it is the key's, not the bearer secret's.
     return NewKey(key, plaintext, None)

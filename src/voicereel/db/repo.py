@@ -123,7 +123,12 @@ _KEY_AND_TENANT = (select(ApiKey, Tenant).join(Tenant, ApiKey.tenant_id == Tenan
 
 def key_and_tenant(session: Session, plaintext: str) -> tuple[ApiKey, Tenant] | None:
     """The key with this plaintext (revoked and expired ones too) and its tenant, or None."""
-    row = session.execute(_KEY_AND_TENANT, {"key_hash": hash_key(plaintext)}).first()
+    return key_and_tenant_by_hash(session, hash_key(plaintext))
+
+
+def key_and_tenant_by_hash(session: Session, key_hash: str) -> tuple[ApiKey, Tenant] | None:
+    """As `key_and_tenant`, by the plaintext's `hash_key`."""
+    row = session.execute(_KEY_AND_TENANT, {"key_hash": key_hash}).first()
     return (row[0], row[1]) if row else None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from voicereel.api.deps import KeysManage, KeyUsesDep, ScopedRoute, ServicesDep
+from voicereel.api.deps import KeyCacheDep, KeysManage, KeyUsesDep, ScopedRoute, ServicesDep
 from voicereel.api.schemas import KeyCreated, KeyList, key_out
 from voicereel.auth import keys
 from voicereel.auth.keys import KeyRequest, RotateRequest
@@ -35,14 +35,17 @@ def list_keys(services: ServicesDep, uses: KeyUsesDep, caller: KeysManage) -> An
 
 
 @router.delete("/{key_id}", status_code=204)
-def revoke_key(key_id: str, services: ServicesDep, caller: KeysManage) -> Response:
-    """Revoke the key; its next request, on any server, is answered 401 key-revoked."""
-    keys.revoke_key(services, caller.tenant, key_id)
+def revoke_key(key_id: str, services: ServicesDep, cache: KeyCacheDep,
+               caller: KeysManage) -> Response:
+    """Revoke the key; its next request is answered 401 key-revoked, on another server after
+    at most `VOICEREEL_AUTH_CACHE_SECONDS`."""
+    keys.revoke_key(services, cache, caller.tenant, key_id)
     return Response(status_code=204)
 
 
 @router.post("/{key_id}/rotate", status_code=201, response_model=KeyCreated)
-def rotate_key(key_id: str, services: ServicesDep, caller: KeysManage,
+def rotate_key(key_id: str, services: ServicesDep, cache: KeyCacheDep, caller: KeysManage,
                body: RotateRequest | None = None) -> JSONResponse:
     """A new secret for the key; the old one works for `grace_seconds` more (at most 24 h)."""
-    return _created(keys.rotate_key(services, caller.tenant, key_id, body or RotateRequest()))
+    return _created(keys.rotate_key(services, cache, caller.tenant, key_id,
+                                    body or RotateRequest()))
