@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
+SQLITE_BUSY_SECONDS = 30  # how long a writer waits for another one to finish
+
+
 class Database:
     """An SQLAlchemy engine plus a session factory for SQLite (WAL) or PostgreSQL."""
 
@@ -31,7 +34,7 @@ class Database:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS}
         else:
             # A server may drop idle connections; a file cannot, so SQLite skips the ping.
             kwargs["pool_pre_ping"] = True
@@ -125,7 +128,10 @@ class _WriterTurns:
     def _before_execute(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if not conn.info.get("writer_turn") and statement.lstrip()[:7].upper().startswith(
                 _WRITES):
-            self._lock.acquire()
+            # as long as SQLite itself would wait, then its own "database is locked" error
+            if not self._lock.acquire(timeout=SQLITE_BUSY_SECONDS):
+                raise sqlite3.OperationalError("database is locked (no writer turn within "
+                                               f"{SQLITE_BUSY_SECONDS} s)")
             conn.info["writer_turn"] = True
 
     def held(self) -> bool:
