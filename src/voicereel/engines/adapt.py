@@ -271,6 +271,19 @@ def _fill_short_gaps(active: np.ndarray, max_gap: int) -> None:
 
 # --- synthesis ------------------------------------------------------------------------------
 
+# Cost of `transform` (7.4 s of the base voice, CPU ms; the engine's model takes ~700 ms wall):
+# before, dio 52 + stonemask 11 + cheaptrick 62 + d4c 60 + warp 15 + synthesis 130 = 330. The
+# synthesis makes a pulse every 2 ms (WORLD's 500 Hz default) through unvoiced frames, two thirds
+# of them, pauses included, each pulse three FFTs. (Unvoiced frames given a lower pulse rate and
+# full aperiodicity instead buzz at that rate: trackers then read the voice's pitch off it.)
+_DIO_SPEED = 2  # dio on the signal decimated by 2: same voicing and F0 within the noise of a take
+_SYNTH_FFT = 512  # the synthesis response spans 11.6 ms at 22.05 kHz, the envelope 43 Hz bins
+_SILENCE_DB = 50.0  # frames this far below the chunk's loudest are pauses: neither analysed nor
+_SILENCE_FLOOR = 1e-12  # synthesised (their envelope is this, output zero)
+_SILENCE_MARGIN_FRAMES = 3  # a synthesised run reaches this far into a pause (pulse tails)
+_D4C_STEP = 4  # aperiodicity analysed every 20 ms of voicing, interpolated between
+
+
 def track_f0(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Fast F0 track (dio + stonemask), with octave jumps folded back towards the median.
 
@@ -280,7 +293,7 @@ def track_f0(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     pw = _pyworld()
 
     f0, times = pw.dio(x, sample_rate, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEIL_HZ,
-                       frame_period=FRAME_PERIOD_MS)
+                       frame_period=FRAME_PERIOD_MS, speed=_DIO_SPEED)
     f0 = pw.stonemask(x, f0, times, sample_rate)
     voiced = f0 > 0
     if voiced.sum() >= 5:
@@ -300,33 +313,85 @@ def transform(audio: np.ndarray, sample_rate: int, profile: Profile) -> np.ndarr
     if len(x) < sample_rate * FRAME_PERIOD_MS / 1000 * 4:
         return np.asarray(audio, dtype=np.float32)
     fft_size = _fft_size(sample_rate)
+    bins = fft_size // 2 + 1
     f0, times = track_f0(x, sample_rate)
-    sp = pw.cheaptrick(x, f0, times, sample_rate, f0_floor=_CHEAPTRICK_F0_FLOOR_HZ,
-                       fft_size=fft_size)
-    ap = _every_other_frame(lambda f, t: pw.d4c(x, f, t, sample_rate, fft_size=fft_size),
-                            f0, times)
+    voiced = f0 > 0
+    sounding = _sounding_frames(x, sample_rate, len(f0))
+    frame = np.arange(len(f0))
+    # An unvoiced frame's envelope comes from a 42 ms window (cheaptrick's F0 floor): every
+    # second one is enough. Pauses are not synthesised and keep a floor.
+    sp = _analyse_runs(lambda f, t: pw.cheaptrick(x, f, t, sample_rate,
+                                                  f0_floor=_CHEAPTRICK_F0_FLOOR_HZ,
+                                                  fft_size=fft_size),
+                       f0, times, sounding, voiced | (frame % 2 == 0), bins, _SILENCE_FLOOR,
+                       in_log=True)
+    # Aperiodicity moves slowly next to the frame step, and d4c is the costliest analysis
+    # (0.23 ms a voiced frame, none for unvoiced ones, which are fully aperiodic anyway).
+    ap = _analyse_runs(lambda f, t: pw.d4c(x, f, t, sample_rate, fft_size=fft_size),
+                       f0, times, voiced, frame % _D4C_STEP == 0, bins, 1.0)
+    sp, ap = warp_envelope(sp, ap, sample_rate, profile, bins=_SYNTH_FFT // 2 + 1)
     new_f0 = map_f0(f0, profile)
-    sp, ap = warp_envelope(sp, ap, sample_rate, profile)
-    y = pw.synthesize(new_f0, sp, ap, sample_rate, FRAME_PERIOD_MS)
+    new_f0[voiced] = np.maximum(new_f0[voiced], F0_FLOOR_HZ)  # WORLD renders lower F0 as noise
     out = np.zeros(len(x), np.float32)
-    n = min(len(x), len(y))
-    out[:n] = y[:n]
+    hop = sample_rate * FRAME_PERIOD_MS / 1000
+    for first, last in _runs(sounding, _SILENCE_MARGIN_FRAMES):
+        y = pw.synthesize(new_f0[first:last], np.ascontiguousarray(sp[first:last]),
+                          np.ascontiguousarray(ap[first:last]), sample_rate, FRAME_PERIOD_MS)
+        start = round(first * hop)
+        n = min(len(y), len(x) - start)
+        out[start:start + n] = y[:n]
     return out
 
 
-def _every_other_frame(analyse: Callable[[np.ndarray, np.ndarray], np.ndarray], f0: np.ndarray,
-                       times: np.ndarray) -> np.ndarray:
-    """Analyse every second frame and interpolate between them.
+def _sounding_frames(x: np.ndarray, sample_rate: int, frames: int) -> np.ndarray:
+    """Frames within _SILENCE_DB of the loudest (power over the frame step around each)."""
+    hop = sample_rate * FRAME_PERIOD_MS / 1000
+    centres = np.round(np.arange(frames) * hop).astype(int)
+    half = max(1, int(hop / 2))
+    cumulative = np.concatenate([[0.0], np.cumsum(x ** 2)])
+    lo = np.clip(centres - half, 0, len(x))
+    hi = np.clip(centres + half, 0, len(x))
+    power = (cumulative[hi] - cumulative[lo]) / np.maximum(hi - lo, 1)
+    power_db = 10 * np.log10(power + 1e-20)
+    return np.asarray(power_db > power_db.max() - _SILENCE_DB)
 
-    Aperiodicity changes slowly next to the 5 ms frame step, and d4c is the costliest step of
-    the resynthesis: this halves it.
+
+def _runs(mask: np.ndarray, margin: int = 0) -> list[tuple[int, int]]:
+    """[first, last) runs of `mask`, each widened by `margin` frames; runs that meet merge."""
+    wide = mask.copy()
+    for shift in range(1, margin + 1):
+        wide[shift:] |= mask[:-shift]
+        wide[:-shift] |= mask[shift:]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], wide.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _analyse_runs(analyse: Callable[[np.ndarray, np.ndarray], np.ndarray], f0: np.ndarray,
+                  times: np.ndarray, inside: np.ndarray, wanted: np.ndarray, bins: int,
+                  fill: float, in_log: bool = False) -> np.ndarray:
+    """A frame-wise WORLD analysis computed only where it is needed.
+
+    `analyse(f0, times)` runs at the `wanted` frames of each run of `inside` and at both ends
+    of the run; the run's other frames are interpolated between those (in log when `in_log`),
+    frames outside every run are `fill`.
     """
-    half = analyse(np.ascontiguousarray(f0[::2]), np.ascontiguousarray(times[::2]))
-    out = np.empty((len(f0), half.shape[1]))
-    out[::2] = half
-    following = np.vstack([half[1:], half[-1:]])
-    out[1::2] = ((half + following) / 2)[: len(out[1::2])]
-    return out
+    out = np.full((len(f0), bins), math.log(fill) if in_log else fill)
+    chosen = inside & wanted
+    for first, last in _runs(inside):
+        chosen[first] = chosen[last - 1] = True
+    index = np.flatnonzero(chosen)
+    if len(index) == 0:
+        return np.exp(out) if in_log else out
+    analysed = analyse(np.ascontiguousarray(f0[index]), np.ascontiguousarray(times[index]))
+    analysed = np.log(analysed) if in_log else analysed
+    out[index] = analysed
+    between = np.flatnonzero(inside & ~chosen)  # each between two chosen frames of its run
+    if len(between):
+        after = np.searchsorted(index, between)
+        before = after - 1
+        weight = ((between - index[before]) / (index[after] - index[before]))[:, None]
+        out[between] = analysed[before] * (1 - weight) + analysed[after] * weight
+    return np.exp(out) if in_log else out
 
 
 def _fft_size(sample_rate: int) -> int:
@@ -350,21 +415,32 @@ def map_f0(f0: np.ndarray, profile: Profile) -> np.ndarray:
     return out
 
 
-def warp_envelope(sp: np.ndarray, ap: np.ndarray, sample_rate: int,
-                  profile: Profile) -> tuple[np.ndarray, np.ndarray]:
-    """Scale the envelope (and aperiodicity) in frequency by the formant scale, then equalise."""
-    bins = sp.shape[1]
+def warp_envelope(sp: np.ndarray, ap: np.ndarray, sample_rate: int, profile: Profile,
+                  bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scale the envelope (and aperiodicity) in frequency by the formant scale, then equalise;
+    the result has `bins` bins from 0 to Nyquist (default: as many as `sp`)."""
+    bins_in = sp.shape[1]
+    bins = bins_in if bins is None else bins
     freqs = np.linspace(0.0, sample_rate / 2, bins)
     scale = float(np.clip(profile.formant_scale, *FORMANT_SCALE_RANGE))
-    source = np.clip(np.arange(bins) / scale, 0, bins - 1)
-    lower = np.floor(source).astype(int)
-    upper = np.minimum(lower + 1, bins - 1)
-    weight = source - lower
+    lower, upper, weight = _warp_taps(bins_in, bins, scale)
     log_sp = np.log(sp + 1e-16)
-    warped_sp = np.exp(log_sp[:, lower] * (1 - weight) + log_sp[:, upper] * weight)
+    log_warped = log_sp[:, lower] * (1 - weight) + log_sp[:, upper] * weight
     warped_ap = ap[:, lower] * (1 - weight) + ap[:, upper] * weight
     if profile.eq_db:
         gain_db = np.interp(np.log(np.maximum(freqs, 1.0)), np.log(EQ_BANDS_HZ),
                             np.asarray(profile.eq_db))
-        warped_sp = warped_sp * (10 ** (gain_db / 10))[None, :]
-    return np.ascontiguousarray(warped_sp), np.ascontiguousarray(np.clip(warped_ap, 0.0, 1.0))
+        log_warped += (gain_db * (math.log(10) / 10))[None, :]
+    return (np.ascontiguousarray(np.exp(log_warped)),
+            np.ascontiguousarray(np.clip(warped_ap, 0.0, 1.0)))
+
+
+def _warp_taps(bins_in: int, bins_out: int, scale: float) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray]:
+    """Input bins either side of each output bin's frequency divided by `scale`, and the weight
+    of the upper one."""
+    source = np.clip(np.arange(bins_out) * ((bins_in - 1) / (bins_out - 1)) / scale,
+                     0, bins_in - 1)
+    lower = np.floor(source).astype(int)
+    upper = np.minimum(lower + 1, bins_in - 1)
+    return lower, upper, source - lower
