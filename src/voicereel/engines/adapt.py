@@ -278,9 +278,10 @@ def _fill_short_gaps(active: np.ndarray, max_gap: int) -> None:
 # full aperiodicity instead buzz at that rate: trackers then read the voice's pitch off it.)
 _DIO_SPEED = 2  # dio on the signal decimated by 2: same voicing and F0 within the noise of a take
 _SYNTH_FFT = 512  # the synthesis response spans 11.6 ms at 22.05 kHz, the envelope 43 Hz bins
-_SILENCE_DB = 50.0  # frames this far below the chunk's loudest are pauses: neither analysed nor
-_SILENCE_FLOOR = 1e-12  # synthesised (their envelope is this, output zero)
-_SILENCE_MARGIN_FRAMES = 3  # a synthesised run reaches this far into a pause (pulse tails)
+_SILENCE_DB = 50.0  # frames this far below the chunk's loudest are pauses: not analysed, and
+_SILENCE_FLOOR = 1e-12  # their envelope is this (silence)
+_VOICED_MARGIN_FRAMES = 4  # WORLD renders a voiced run this far out (its pulses ring 2.3 frames)
+_WORLD_UNVOICED_HZ = 500.0  # WORLD's pulse rate in unvoiced frames (kDefaultF0)
 _D4C_STEP = 4  # aperiodicity analysed every 20 ms of voicing, interpolated between
 
 
@@ -318,13 +319,12 @@ def transform(audio: np.ndarray, sample_rate: int, profile: Profile) -> np.ndarr
     voiced = f0 > 0
     sounding = _sounding_frames(x, sample_rate, len(f0))
     frame = np.arange(len(f0))
-    # An unvoiced frame's envelope comes from a 42 ms window (cheaptrick's F0 floor): every
-    # second one is enough. Pauses are not synthesised and keep a floor.
+    # The envelope every 10 ms (the step of the usual neural vocoders' features), interpolated
+    # in log between; pauses keep a floor.
     sp = _analyse_runs(lambda f, t: pw.cheaptrick(x, f, t, sample_rate,
                                                   f0_floor=_CHEAPTRICK_F0_FLOOR_HZ,
                                                   fft_size=fft_size),
-                       f0, times, sounding, voiced | (frame % 2 == 0), bins, _SILENCE_FLOOR,
-                       in_log=True)
+                       f0, times, sounding, frame % 2 == 0, bins, _SILENCE_FLOOR, in_log=True)
     # Aperiodicity moves slowly next to the frame step, and d4c is the costliest analysis
     # (0.23 ms a voiced frame, none for unvoiced ones, which are fully aperiodic anyway).
     ap = _analyse_runs(lambda f, t: pw.d4c(x, f, t, sample_rate, fft_size=fft_size),
@@ -332,15 +332,68 @@ def transform(audio: np.ndarray, sample_rate: int, profile: Profile) -> np.ndarr
     sp, ap = warp_envelope(sp, ap, sample_rate, profile, bins=_SYNTH_FFT // 2 + 1)
     new_f0 = map_f0(f0, profile)
     new_f0[voiced] = np.maximum(new_f0[voiced], F0_FLOOR_HZ)  # WORLD renders lower F0 as noise
-    out = np.zeros(len(x), np.float32)
+    return _synthesize(new_f0, sp, ap, sample_rate, len(x))
+
+
+def _synthesize(f0: np.ndarray, sp: np.ndarray, ap: np.ndarray, sample_rate: int,
+                length: int) -> np.ndarray:
+    """WORLD's synthesis of each voiced run, and between them the noise WORLD would make
+    there (`_unvoiced_noise`), crossfaded over the run's outer frame."""
+    pw = _pyworld()
+
+    out = _unvoiced_noise(sp, sample_rate, length)
     hop = sample_rate * FRAME_PERIOD_MS / 1000
-    for first, last in _runs(sounding, _SILENCE_MARGIN_FRAMES):
-        y = pw.synthesize(new_f0[first:last], np.ascontiguousarray(sp[first:last]),
+    for first, last in _runs(f0 > 0, _VOICED_MARGIN_FRAMES):
+        y = pw.synthesize(f0[first:last], np.ascontiguousarray(sp[first:last]),
                           np.ascontiguousarray(ap[first:last]), sample_rate, FRAME_PERIOD_MS)
         start = round(first * hop)
-        n = min(len(y), len(x) - start)
-        out[start:start + n] = y[:n]
-    return out
+        y = y[: length - start]
+        fade = min(round(hop), len(y) // 2)
+        ramp = np.sin(np.linspace(0.0, math.pi / 2, fade))
+        weight = np.ones(len(y))
+        if first > 0:
+            weight[:fade] = ramp
+        if last < len(f0):
+            weight[len(y) - fade:] = ramp[::-1]
+        # both sides of the fade are noise: power-complementary gains keep its level
+        out[start:start + len(y)] = (y * weight
+                                     + out[start:start + len(y)] * np.sqrt(1 - weight ** 2))
+    return out.astype(np.float32)
+
+
+def _unvoiced_noise(sp: np.ndarray, sample_rate: int, length: int) -> np.ndarray:
+    """White noise shaped by the envelope, frame by frame: the spectrum and level of WORLD's
+    unvoiced output, which spends three FFTs a pulse on it at WORLD's unvoiced pulse rate.
+
+    WORLD takes the mean out of each pulse's noise segment, which thins its noise below that
+    rate; the shaping does the same on average. Seeded: a chunk renders the same samples.
+    """
+    n_fft = 2 * (sp.shape[1] - 1)
+    step = n_fft // 4  # Hann windows at a quarter step: analysis x synthesis sums to 3/2
+    window = np.hanning(n_fft + 1)[:-1]
+    count = -(-(length + n_fft) // step) + 3  # frames covering the signal, a multiple of 4 on
+    count += -count % 4
+    noise = np.random.default_rng(0).standard_normal((count - 1) * step + n_fft)
+    frames = np.lib.stride_tricks.sliding_window_view(noise, n_fft)[::step][:count]
+    spectrum = np.fft.rfft(frames * window, axis=1)
+    # frame j is centred on sample j * step - n_fft / 2 of the output
+    position = np.clip((np.arange(count) * step - n_fft / 2) / (sample_rate * FRAME_PERIOD_MS
+                                                                / 1000), 0, len(sp) - 1)
+    lower = np.floor(position).astype(int)
+    upper = np.minimum(lower + 1, len(sp) - 1)
+    weight = (position - lower)[:, None]
+    envelope = sp[lower] * (1 - weight) + sp[upper] * weight  # as WORLD interpolates it
+    segment = sample_rate / _WORLD_UNVOICED_HZ
+    k = np.arange(sp.shape[1]) / n_fft
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kept = 1 - (np.sin(np.pi * k * segment) / (segment * np.sin(np.pi * k))) ** 2
+    kept[0] = 0.0
+    shaped = np.fft.irfft(spectrum * np.sqrt(envelope * kept), n_fft, axis=1) * window
+    out = np.zeros((count + 3) * step)
+    for phase in range(4):  # every fourth frame tiles the signal without overlap
+        run = shaped[phase::4].reshape(-1)
+        out[phase * step: phase * step + len(run)] += run
+    return out[n_fft // 2: n_fft // 2 + length] / 1.5
 
 
 def _sounding_frames(x: np.ndarray, sample_rate: int, frames: int) -> np.ndarray:
@@ -371,27 +424,34 @@ def _analyse_runs(analyse: Callable[[np.ndarray, np.ndarray], np.ndarray], f0: n
                   fill: float, in_log: bool = False) -> np.ndarray:
     """A frame-wise WORLD analysis computed only where it is needed.
 
-    `analyse(f0, times)` runs at the `wanted` frames of each run of `inside` and at both ends
-    of the run; the run's other frames are interpolated between those (in log when `in_log`),
-    frames outside every run are `fill`.
+    `analyse(f0, times)` runs at the `wanted` frames of each run of `inside` (at its middle
+    frame when it has none); the run's other frames are interpolated between those (in log
+    when `in_log`), or hold the nearest one at the run's ends; frames outside are `fill`.
     """
-    out = np.full((len(f0), bins), math.log(fill) if in_log else fill)
+    out = np.full((len(f0), bins), fill)
     chosen = inside & wanted
     for first, last in _runs(inside):
-        chosen[first] = chosen[last - 1] = True
+        if not chosen[first:last].any():
+            chosen[(first + last - 1) // 2] = True
     index = np.flatnonzero(chosen)
     if len(index) == 0:
-        return np.exp(out) if in_log else out
+        return out
     analysed = analyse(np.ascontiguousarray(f0[index]), np.ascontiguousarray(times[index]))
     analysed = np.log(analysed) if in_log else analysed
-    out[index] = analysed
-    between = np.flatnonzero(inside & ~chosen)  # each between two chosen frames of its run
-    if len(between):
-        after = np.searchsorted(index, between)
-        before = after - 1
-        weight = ((between - index[before]) / (index[after] - index[before]))[:, None]
-        out[between] = analysed[before] * (1 - weight) + analysed[after] * weight
-    return np.exp(out) if in_log else out
+    run = np.cumsum(inside & ~np.concatenate([[False], inside[:-1]]))  # run number per frame
+    rest = np.flatnonzero(inside & ~chosen)
+    position = np.searchsorted(index, rest)  # analysed frames before `rest`
+    before = np.maximum(position - 1, 0)
+    after = np.minimum(position, len(index) - 1)
+    has_before = (position > 0) & (run[index[before]] == run[rest])
+    has_after = (position < len(index)) & (run[index[after]] == run[rest])
+    span = np.maximum(index[after] - index[before], 1)
+    weight = np.where(has_before & has_after, (rest - index[before]) / span,
+                      np.where(has_before, 0.0, 1.0))[:, None]
+    filled = analysed[before] * (1 - weight) + analysed[after] * weight
+    out[index] = np.exp(analysed) if in_log else analysed
+    out[rest] = np.exp(filled) if in_log else filled
+    return out
 
 
 def _fft_size(sample_rate: int) -> int:
