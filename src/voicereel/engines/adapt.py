@@ -20,8 +20,9 @@ Pure numpy/pyworld on float arrays, no I/O. A profile (`analyse_voice`) holds:
 
 `transform` resynthesises a rendering of the base voice with WORLD: its log-F0 is mapped linearly
 onto the profile's mean and spread, its envelope and aperiodicity are warped in frequency and
-equalised. Duration is untouched (the engine renders at the profile's rate instead), so word
-timings stay valid to the sample.
+equalised; WORLD synthesises the voiced runs, the unvoiced frames between them are its noise
+shaped by the envelope in numpy (`_unvoiced_noise`). Duration is untouched (the engine renders
+at the profile's rate instead), so word timings stay valid to the sample.
 """
 
 from __future__ import annotations
@@ -271,11 +272,13 @@ def _fill_short_gaps(active: np.ndarray, max_gap: int) -> None:
 
 # --- synthesis ------------------------------------------------------------------------------
 
-# Cost of `transform` (7.4 s of the base voice, CPU ms; the engine's model takes ~700 ms wall):
-# before, dio 52 + stonemask 11 + cheaptrick 62 + d4c 60 + warp 15 + synthesis 130 = 330. The
-# synthesis makes a pulse every 2 ms (WORLD's 500 Hz default) through unvoiced frames, two thirds
-# of them, pauses included, each pulse three FFTs. (Unvoiced frames given a lower pulse rate and
-# full aperiodicity instead buzz at that rate: trackers then read the voice's pitch off it.)
+# CPU of `transform` over the job benchmark's 29 s of chunks (ms; the model takes ~4900 CPU ms):
+# dio 282 + stonemask 66 + cheaptrick 355 + d4c 303 + synthesis 668 + numpy 93 = 1767 when WORLD
+# did everything at full settings; 147 + 63 + 338 + 152 + 151 + 156 = 1006 as below. WORLD's
+# synthesis spent most of its time on unvoiced frames (two thirds of them, pauses included),
+# a pulse every 2 ms (its 500 Hz default), three FFTs each. Unvoiced frames given a lower pulse
+# rate instead buzz at that rate (trackers read the voice's pitch off it); an envelope analysed
+# every 10 ms, or skipped pauses, raised the quality benchmark's WER (0.16-0.18 to 0.20-0.27).
 _DIO_SPEED = 2  # dio on the signal decimated by 2: same voicing and F0 within the noise of a take
 _SYNTH_FFT = 512  # the synthesis response spans 11.6 ms at 22.05 kHz, the envelope 43 Hz bins
 _VOICED_MARGIN_FRAMES = 4  # WORLD renders a voiced run this far out (its pulses ring 2.3 frames)
