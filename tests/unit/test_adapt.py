@@ -17,6 +17,8 @@ from voicereel.engines.piper import (
     SEED_LIMIT,
     PiperEngine,
     join_chunks,
+    length_scale_for,
+    level_chunk,
     sentence_chunks,
 )
 from voicereel.settings import Settings
@@ -98,6 +100,70 @@ def test_warp_maps_envelope_peaks_in_frequency() -> None:
     profile = adapt.Profile(f0_log_mean=5.0, f0_log_std=0.2, formant_scale=1.2)
     warped, _ = adapt.warp_envelope(sp, ap, rate, profile)
     assert freqs[int(np.argmax(warped[0]))] == pytest.approx(1200.0, abs=2 * rate / 2 / bins)
+
+
+def test_warp_can_resample_the_envelope_to_fewer_bins() -> None:
+    rate = 22050
+    freqs = np.linspace(0, rate / 2, 513)
+    sp = np.exp(-(((freqs - 1000.0) / 150.0) ** 2))[None, :] + 1e-6
+    ap = np.tile(np.linspace(0.0, 1.0, 513), (1, 1))
+    profile = adapt.Profile(f0_log_mean=5.0, f0_log_std=0.2, formant_scale=1.2)
+    warped, warped_ap = adapt.warp_envelope(sp, ap, rate, profile, bins=257)
+    assert warped.shape == warped_ap.shape == (1, 257)
+    out_freqs = np.linspace(0, rate / 2, 257)
+    assert out_freqs[int(np.argmax(warped[0]))] == pytest.approx(1200.0, abs=2 * rate / 2 / 257)
+    assert warped_ap[0, 128] == pytest.approx(0.5 / 1.2, abs=0.01)  # ap warped the same way
+
+
+def test_sparse_analysis_runs_only_where_asked_and_interpolates_the_rest() -> None:
+    asked: list[np.ndarray] = []
+
+    def analyse(f0: np.ndarray, times: np.ndarray) -> np.ndarray:
+        asked.append(times)
+        return np.stack([times, 2 * times], axis=1)  # linear in time
+
+    times = np.arange(22, dtype=np.float64)
+    f0 = np.full(22, 120.0)
+    inside = np.zeros(22, bool)
+    inside[2:9] = inside[11:17] = inside[18:20] = True
+    out = adapt._analyse_runs(analyse, f0, times, inside, times % 4 == 0, bins=2, fill=1.0)
+    # the wanted frames of each run, the middle of a run without one, nothing else
+    assert asked[0].tolist() == [4, 8, 12, 16, 18]
+    assert np.allclose(out[4:9, 0], times[4:9]) and np.allclose(out[12:17, 0], times[12:17])
+    assert np.allclose(out[[2, 3, 11, 19], 0], [4, 4, 12, 18])  # run ends hold the nearest
+    assert np.allclose(out[inside, 1], 2 * out[inside, 0])
+    assert np.all(out[~inside] == 1.0)
+
+
+def test_unvoiced_noise_has_the_envelope_s_spectrum_and_level() -> None:
+    # WORLD's own unvoiced output is the reference: same level, same spectral shape
+    import pyworld as pw
+    from scipy import signal
+
+    rate, frames = 22050, 400
+    freqs = np.linspace(0, rate / 2, 257)
+    sp = np.tile(np.where(freqs > 3000, 1e-4, 1e-6), (frames, 1))
+    world = pw.synthesize(np.zeros(frames), sp, np.ones_like(sp), rate, adapt.FRAME_PERIOD_MS)
+    ours = adapt._unvoiced_noise(sp, rate, len(world))
+    assert float(np.var(ours)) == pytest.approx(float(np.var(world)), rel=0.1)
+    _, p_world = signal.welch(world, rate, nperseg=512)
+    f, p_ours = signal.welch(ours, rate, nperseg=512)
+    for hz in (1000, 5000, 9000):
+        assert np.interp(hz, f, p_ours) == pytest.approx(np.interp(hz, f, p_world), rel=0.25)
+    assert np.array_equal(ours, adapt._unvoiced_noise(sp, rate, len(world)))  # seeded
+
+
+def test_a_pause_stays_quiet_and_both_sides_are_rendered_alike(sentence: np.ndarray) -> None:
+    gap = np.zeros(PIPER_RATE // 2, np.float32)
+    audio = np.concatenate([sentence[: 2 * PIPER_RATE], gap, sentence[: 2 * PIPER_RATE]])
+    out = adapt.transform(audio, PIPER_RATE, HIGH)
+    assert len(out) == len(audio)
+    middle = slice(2 * PIPER_RATE + PIPER_RATE // 8, 2 * PIPER_RATE + 3 * PIPER_RATE // 8)
+    assert float(np.max(np.abs(out[middle]))) < 1e-3
+    sides = [out[: 2 * PIPER_RATE], out[-2 * PIPER_RATE:]]
+    levels = [float(np.sqrt(np.mean(side ** 2))) for side in sides]
+    assert min(levels) > 0.5 * float(np.sqrt(np.mean(sentence[: 2 * PIPER_RATE] ** 2)))
+    assert levels[0] == pytest.approx(levels[1], rel=0.1)
 
 
 def test_analysis_finds_a_higher_shorter_faster_voice(engine: PiperEngine,
@@ -206,6 +272,24 @@ def test_a_long_line_keeps_one_level_and_joins_without_clicks(engine: PiperEngin
     usual = float(np.percentile(steps, 99.9))
     for edge in edges:
         assert float(steps[edge - 64:edge + 64].max()) <= usual
+
+
+def test_chunks_adapted_beside_the_model_are_each_chunks_own(engine: PiperEngine) -> None:
+    # render_chunks adapts a chunk on a helper thread while the next one renders: each chunk
+    # must still be the adaptation of its own rendering, in order.
+    speaker = voice(HIGH.to_json())
+    profile = engine.profile_of(speaker)  # as stored: rounded
+    chunks = engine.render_chunks(LONG_LINE, speaker, seed=77)
+    tokens = LONG_LINE.split()
+    scale = length_scale_for(profile.rate)
+    for number, ((start, end), (audio, spans)) in enumerate(
+            zip(sentence_chunks(tokens), chunks, strict=True)):
+        base, base_spans = engine.render_base(" ".join(tokens[start:end]), scale,
+                                              seed=77 + number)
+        expected = level_chunk(adapt.transform(base, engine.sample_rate, profile),
+                               engine.sample_rate)
+        assert np.array_equal(audio, expected)
+        assert spans == base_spans
 
 
 SEEDED_TEXT = "The harbour was quiet that night. Only the gulls were awake."

@@ -9,6 +9,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -273,20 +274,29 @@ class PiperEngine:
 
     def render_chunks(self, text: str, voice: Voice, *, speed: float = 1.0,
                       seed: int | None = None) -> list[tuple[np.ndarray, list[WordSpan]]]:
-        """Each sentence chunk of `text`, adapted and levelled, with its words' spans."""
+        """Each sentence chunk of `text`, adapted and levelled, with its words' spans.
+
+        A chunk is adapted on a helper thread while the model renders the next one: the
+        model's session runs without the GIL, WORLD holds it, so the two overlap.
+        """
         profile = self.profile_of(voice)
         length_scale = length_scale_for(profile.rate * speed)
         tokens = text.split()
-        chunks = []
         seed = self.new_seed() if seed is None else seed
-        for number, (start, end) in enumerate(sentence_chunks(tokens)):
-            audio, spans = self.render_base(" ".join(tokens[start:end]), length_scale,
-                                            seed=(seed + number) % SEED_LIMIT,
-                                            lang=voice.lang)
-            audio = level_chunk(adapt.transform(audio, self.sample_rate, profile),
-                                self.sample_rate)
-            chunks.append((audio, spans))
-        return chunks
+        pieces = sentence_chunks(tokens)
+
+        def adapted(audio: np.ndarray) -> np.ndarray:
+            return level_chunk(adapt.transform(audio, self.sample_rate, profile),
+                               self.sample_rate)
+
+        chunks: list[tuple[Future[np.ndarray], list[WordSpan]]] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="adapt") as adapting:
+            for number, (start, end) in enumerate(pieces):
+                audio, spans = self.render_base(" ".join(tokens[start:end]), length_scale,
+                                                seed=(seed + number) % SEED_LIMIT,
+                                                lang=voice.lang)
+                chunks.append((adapting.submit(adapted, audio), spans))
+            return [(future.result(), spans) for future, spans in chunks]
 
     def stream(self, text: str, voice: Voice, *, speed: float = 1.0,
                seed: int | None = None) -> Iterator[AudioChunk]:
