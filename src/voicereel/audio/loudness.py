@@ -167,7 +167,7 @@ class _Meter:
     """Integrated loudness (as `integrated_lufs`) of a master under a `GainCurve`.
 
     The K-weighted energy of each 100 ms step is summed once; a curve's constant gain scales
-    it, and its limited regions subtract what they take (their K-weighted samples are kept). A
+    it, and its limited regions subtract what they take (their K-weighted energy is kept). A
     gain curve changes slowly next to the K-weighting filter's response, so weighting then
     scaling equals scaling then weighting within what the 400 ms gating blocks can tell.
     """
@@ -225,7 +225,7 @@ def _limiter_reach(sample_rate: int) -> int:
 
 def _find_regions(read: Reader, meter: _Meter, sample_rate: int,
                   threshold: float) -> list[_Region]:
-    """Every stretch within twice the limiter's reach of a sample whose true peak exceeds
+    """Every stretch within the limiter's reach of a sample whose true peak exceeds
     `threshold`; a block whose samples cannot reach it (INTERPOLATION_BOUND) is not
     oversampled."""
     length, block = meter.length, meter.block
