@@ -24,16 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SENTENCES = [
-    "The old lighthouse stood at the edge of the cliff for more than a century.",
-    "Every night its keeper climbed the narrow stairs and lit the great lamp.",
-    "Ships far out at sea looked for its steady beam and turned away from the rocks.",
-    "In winter the wind howled around the tower and the waves struck the stones below.",
-    "In summer the keeper painted the rails and watched the gulls above the water.",
-    "Nobody remembers his name, but the sailors who came home never forgot the light.",
-    "Today the lamp is automatic, and visitors walk up the stairs to look at the view.",
-    "They read the old logbooks and wonder what those long nights were like.",
-]
+from texts import SENTENCES  # benchmarks/, beside this script
+
 SECONDS_PER_LINE = 16.0  # four sentences of the built-in voice, with the pause after them
 
 
