@@ -39,12 +39,14 @@ demo: $(STAMP) system-deps
 # PostgreSQL and Redis are started if installed and down; with PostgreSQL reachable the database
 # and API tests run on it as well as on SQLite (CI sets VOICEREEL_TEST_POSTGRES_URL itself).
 PG_TEST_URL := postgresql+psycopg://postgres@127.0.0.1:5432/test
+# make test runs the suite on this many processes (pytest-xdist), whole test files to each
+TEST_PROCESSES ?= 2
 
 test: $(STAMP) system-deps $(NODE_STAMP)
 	bash scripts/test-services
 	if [ -z "$${VOICEREEL_TEST_POSTGRES_URL-}" ] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; \
 	  then export VOICEREEL_TEST_POSTGRES_URL=$(PG_TEST_URL); fi; \
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -30,6 +30,8 @@ def postgres_url() -> str:
     """A freshly emptied PostgreSQL database; fails loudly if it is configured but down."""
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
+        # pytest-xdist workers start together; one at a time empties the schema
+        conn.execute(text("SELECT pg_advisory_xact_lock(7165)"))
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()

@@ -29,8 +29,12 @@ from voicereel.db.tables import Job, JobUnit
 from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
-# A Redis database of its own, emptied by every cluster that starts on it.
-BROKER_URL = os.environ.get("VOICEREEL_TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/11")
+# A Redis database of its own, emptied by every cluster that starts on it: one per pytest-xdist
+# worker (gw0 11, gw1 10, ...), since clusters of several test files may run at once.
+_XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+assert _XDIST_WORKER < 8, "Redis databases 1-11 hold the clusters of at most 8 test workers"
+BROKER_URL = os.environ.get("VOICEREEL_TEST_CELERY_BROKER_URL",
+                            f"redis://127.0.0.1:6379/{11 - _XDIST_WORKER}")
 # Short leases and sweeps so that a dead process is noticed within seconds.
 FAST_RECOVERY = {"VOICEREEL_JOB_LEASE_SECONDS": "5", "VOICEREEL_SWEEP_INTERVAL_SECONDS": "1",
                  "VOICEREEL_REDISPATCH_SECONDS": "4", "VOICEREEL_BROKER_TIMEOUT_SECONDS": "1"}
