@@ -1,11 +1,17 @@
 """Fan-out: wall time of a five-minute script on one Celery worker and on two.
 
 Starts real `voicereel worker --concurrency 1` processes on Redis (a database of its own,
-emptied first) and SQLite in a temporary folder, submits one ~50-line two-speaker dialogue
+emptied first) and SQLite in a temporary folder, submits one 38-line two-speaker dialogue
 per run, and prints the audio length, each wall time (submit to succeeded) and their ratio,
 plus the two phases: rendering the lines (fanned out) and assembling them (one process).
 
-    .venv/bin/python benchmarks/fanout.py [--lines 38] [--broker redis://127.0.0.1:6379/10]
+Two placements: `own-core` gives each worker one CPU of its own (sched_setaffinity), as a
+worker on a machine of its own has, so that the ratio measures how the job spreads over
+workers; `shared` lets the workers share every CPU of this machine, where one worker alone
+already keeps them busy rendering two lines at a time.
+
+    .venv/bin/python benchmarks/fanout.py [--lines 38] [--placement own-core shared]
+        [--broker redis://127.0.0.1:6379/10]
 """
 
 from __future__ import annotations
@@ -31,13 +37,17 @@ from voicereel.services import Services, build_services
 from voicereel.settings import Settings
 
 
-def start_workers(count: int, env: dict[str, str], root: Path) -> list[subprocess.Popen[bytes]]:
+def start_workers(count: int, env: dict[str, str], root: Path,
+                  cpus: list[set[int]] | None) -> list[subprocess.Popen[bytes]]:
+    """`count` workers; worker n runs on `cpus[n]` only when `cpus` is given."""
     procs = []
     for n in range(count):
         log = open(root / f"worker-{count}-{n}.log", "wb")  # noqa: SIM115 - the process owns it
+        command = [sys.executable, "-m", "voicereel", "worker", "--concurrency", "1"]
+        if cpus is not None:
+            command = ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus[n]))), *command]
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "voicereel", "worker", "--concurrency", "1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
     deadline = time.monotonic() + 180
     while sum((root / f"worker-{count}-{n}.log").read_text(errors="replace")
               .count("rendering process") for n in range(count)) < count:
@@ -84,7 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=38)  # about five minutes of audio
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--placement", nargs="+", choices=["own-core", "shared"],
+                        default=["own-core", "shared"])
     args = parser.parse_args()
+    available = sorted(os.sched_getaffinity(0))
+    if "own-core" in args.placement and len(available) < 2:
+        raise SystemExit("own-core needs two CPUs")
 
     redis.Redis.from_url(args.broker).flushdb()
     root = Path(tempfile.mkdtemp(prefix="voicereel-fanout-"))
@@ -105,19 +120,22 @@ def main() -> None:
     request = SynthesisRequest.model_validate({"script": script, "captions": ["json"]})
 
     runner = CeleryRunner(services)
-    walls, renders = {}, {}
-    for workers in (1, 2):
-        procs = start_workers(workers, env, root)
-        try:
-            renders[workers], walls[workers], audio = run_once(services, runner, "bench",
-                                                               request)
-        finally:
-            stop_workers(procs)
-        print(f"{workers} worker(s): {walls[workers]:6.1f} s wall for {audio:.0f} s of audio "
-              f"({args.lines} lines): lines rendered after {renders[workers]:.1f} s, "
-              f"assembly {walls[workers] - renders[workers]:.1f} s", flush=True)
-    print(f"speed-up with two workers: {walls[1] / walls[2]:.2f}x "
-          f"(rendering the lines: {renders[1] / renders[2]:.2f}x)")
+    for placement in args.placement:
+        cpus = [{available[0]}, {available[1]}] if placement == "own-core" else None
+        walls, renders = {}, {}
+        for workers in (1, 2):
+            procs = start_workers(workers, env, root, cpus)
+            try:
+                renders[workers], walls[workers], audio = run_once(services, runner, "bench",
+                                                                   request)
+            finally:
+                stop_workers(procs)
+            print(f"{placement}: {workers} worker(s): {walls[workers]:6.1f} s wall for "
+                  f"{audio:.0f} s of audio ({args.lines} lines): lines rendered after "
+                  f"{renders[workers]:.1f} s, assembly {walls[workers] - renders[workers]:.1f} s",
+                  flush=True)
+        print(f"{placement}: speed-up with two workers: {walls[1] / walls[2]:.2f}x "
+              f"(rendering the lines: {renders[1] / renders[2]:.2f}x)", flush=True)
     services.db.dispose()
 
 

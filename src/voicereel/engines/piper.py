@@ -6,6 +6,7 @@ import bisect
 import difflib
 import json
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -187,8 +188,17 @@ class PiperEngine:
                 del model  # the graph proto is not needed once serialized
                 # Built directly, not through PiperVoice.load: that opens a session of its own,
                 # a second copy of the model held for the process's life.
+                options = onnxruntime.SessionOptions()
+                # As many threads as CPUs this process may use (by default onnxruntime takes
+                # every core of the machine and pins a thread to each, past a CPU affinity
+                # or cpuset); idle threads sleep rather than spin, as lines render side by
+                # side (line threads, workers of one machine) and a spinning pool burns the
+                # CPU the others need.
+                options.intra_op_num_threads = len(os.sched_getaffinity(0))
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._voice = PiperVoice(config=piper_config, session=SeededSession(
-                    onnxruntime.InferenceSession(serialized, providers=["CPUExecutionProvider"]),
+                    onnxruntime.InferenceSession(serialized, options,
+                                                 providers=["CPUExecutionProvider"]),
                     moments))
             return self._voice
 
