@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     # Database connections each process keeps open (SQLAlchemy opens up to 10 more in bursts);
     # at least the requests and jobs one process serves at once
     db_pool_size: int = Field(20, ge=1, le=200)
+    # Threads of each API process that run blocking request work (database reads and writes,
+    # reference analysis, speech renders); more contend for the interpreter lock: 40 (the
+    # default of the thread pool) served half the polls a second of 8, at twice the p99
+    api_threads: int = Field(8, ge=1, le=200)
 
     # Observability
     log_format: Literal["text", "json"] = "text"  # json: one object per line, for collectors

@@ -122,3 +122,16 @@ def test_readiness_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     spec = client.get("/openapi.json").json()
     assert {"/v1/speakers", "/v1/synthesize", "/v1/jobs/{job_id}"} <= set(spec["paths"])
+
+
+def test_blocking_request_work_has_api_threads_threads(services) -> None:  # type: ignore[no-untyped-def]
+    import anyio.to_thread
+
+    from voicereel.api.app import create_app
+
+    settings = services.settings.model_copy(update={"api_threads": 3})
+    with TestClient(create_app(settings, services)) as client:
+        assert client.get("/healthz").status_code == 200
+        tokens = client.portal.call(  # type: ignore[union-attr]
+            lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)
+    assert tokens == 3

@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from voicereel import __version__, observability, operations, webhooks
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         # The model loads in the background so the port opens at once; /readyz tells when.
         warm_up = threading.Thread(
             target=functools.partial(_warm_up, services, freeze=whole_process),

@@ -52,6 +52,15 @@ class Database:
             yield session
 
     @contextmanager
+    def reads(self) -> Iterator[Session]:
+        """A session for reads only, each statement committed on its own: no BEGIN and COMMIT
+        round trips, for a frequent view whose statements need not see one instant (a job
+        poll)."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, \
+                Session(bind=conn) as session:
+            yield session
+
+    @contextmanager
     def snapshot(self) -> Iterator[Session]:
         """A session that reads the database as it was at one instant, while writers go on
         (PostgreSQL: a repeatable-read transaction; SQLite: a copy by its online backup)."""

@@ -88,11 +88,14 @@ class RevisionList(BaseModel):
 def job_view(services: Services, tenant_id: str, job_id: str, base_url: str) -> JobOut:
     """The tenant's job, with download URLs valid for the configured TTL (NotFound if not
     the tenant's)."""
-    with services.db.session() as session:
+    with services.db.reads() as session:
+        # The job row first: its files are committed before it says succeeded, and only a
+        # job with a callback URL (kept by every revision) has delivery attempts.
         job = repo.get_job(session, tenant_id, job_id)
         files = (repo.job_files(session, job.id, job.revision) if job.status == "succeeded"
                  else [])
-        attempts = repo.webhook_attempts(session, job.id)
+        callback_url = (job.request or {}).get("callback_url")
+        attempts = repo.webhook_attempts(session, job.id) if callback_url else []
     links = file_links(services, job.id, job.revision, files, base_url)
     return JobOut(
         id=job.id, revision=job.revision, status=job.status,
@@ -100,7 +103,7 @@ def job_view(services: Services, tenant_id: str, job_id: str, base_url: str) -> 
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         attempts=job.attempts, error=job.error,
         result=result_of(services, links, job.audio_seconds) if links else None,
-        callback_url=(job.request or {}).get("callback_url"),
+        callback_url=callback_url,
         webhook_attempts=[WebhookAttemptOut(attempt=a.attempt, at=a.at,
                                             status_code=a.status_code, error=a.error)
                           for a in attempts])
