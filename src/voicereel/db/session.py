@@ -56,6 +56,10 @@ class Database:
         """A session for reads only, each statement committed on its own: no BEGIN and COMMIT
         round trips, for a frequent view whose statements need not see one instant (a job
         poll)."""
+        if self.engine.dialect.name == "sqlite":  # its driver begins only before a write
+            with self._sessions() as session:
+                yield session
+            return
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, \
                 Session(bind=conn) as session:
             yield session
