@@ -5,7 +5,7 @@ emptied first) and SQLite in a temporary folder, submits one 38-line two-speaker
 per run, and prints the audio length, each wall time (submit to succeeded) and their ratio,
 plus the two phases: rendering the lines (fanned out) and assembling them (one process).
 
-Two placements: `own-core` gives each worker one CPU of its own (sched_setaffinity), as a
+Two placements: `own-core` gives each worker one CPU of its own (`taskset`), as a
 worker on a machine of its own has, so that the ratio measures how the job spreads over
 workers; `shared` lets the workers share every CPU of this machine, where one worker alone
 already keeps them busy rendering two lines at a time.

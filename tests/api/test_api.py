@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
+
+from voicereel.api.app import create_app
+from voicereel.services import Services
 
 PROBLEM = "application/problem+json"
 
@@ -124,11 +128,7 @@ def test_readiness_and_openapi(client: TestClient) -> None:
     assert {"/v1/speakers", "/v1/synthesize", "/v1/jobs/{job_id}"} <= set(spec["paths"])
 
 
-def test_blocking_request_work_has_api_threads_threads(services) -> None:  # type: ignore[no-untyped-def]
-    import anyio.to_thread
-
-    from voicereel.api.app import create_app
-
+def test_blocking_request_work_runs_on_api_threads(services: Services) -> None:
     settings = services.settings.model_copy(update={"api_threads": 3})
     with TestClient(create_app(settings, services)) as client:
         assert client.get("/healthz").status_code == 200

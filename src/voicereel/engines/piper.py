@@ -189,11 +189,11 @@ class PiperEngine:
                 # Built directly, not through PiperVoice.load: that opens a session of its own,
                 # a second copy of the model held for the process's life.
                 options = onnxruntime.SessionOptions()
-                # As many threads as CPUs this process may use (by default onnxruntime takes
-                # every core of the machine and pins a thread to each, past a CPU affinity
-                # or cpuset); idle threads sleep rather than spin, as lines render side by
-                # side (line threads, workers of one machine) and a spinning pool burns the
-                # CPU the others need.
+                # As many threads as CPUs this process may use (by default onnxruntime sizes
+                # its pool by the machine's cores and runs past the process's CPU affinity: a
+                # worker given one CPU still used two); idle threads sleep rather than spin,
+                # as lines render side by side (line threads, workers of one machine) and a
+                # spinning pool burns the CPU the others need.
                 options.intra_op_num_threads = len(os.sched_getaffinity(0))
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 self._voice = PiperVoice(config=piper_config, session=SeededSession(
