@@ -282,6 +282,14 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def _error_answer(status: int, message: str | None, phrase: str,
+                  headers: dict[str, str] | None = None
+                  ) -> tuple[int, bytes, str, dict[str, str] | None]:
+    """An error answer as the fake sends it: (status, JSON body, content type, headers)."""
+    body = json.dumps({"statusCode": status, "message": message, "error": phrase})
+    return status, body.encode(), "application/json", headers
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeFishSpeech
 
@@ -303,8 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str | None, phrase: str,
                headers: dict[str, str] | None = None) -> None:
-        body = json.dumps({"statusCode": status, "message": message, "error": phrase})
-        self._send(status, body.encode(), "application/json", headers)
+        self._send(*_error_answer(status, message, phrase, headers))
 
     def _authorised(self) -> bool:
         key = self.owner.api_key
@@ -367,27 +374,35 @@ class _Handler(BaseHTTPRequestHandler):
             if req.streaming:
                 self._stream(req, data, references)
                 return
-            if owner.mode == "error":
-                self._error(500, "CUDA out of memory", "Internal Server Error")
-                return
-            if owner.mode == "sleep":
-                time.sleep(owner.sleep_seconds)
-            with owner._lock:
-                owner.received.append(Received(req, data, dict(self.headers), references))
-            buffer = io.BytesIO()
-            try:
-                sf.write(buffer, synthetic_speech(req.text, req.seed), SAMPLE_RATE,
-                         format=req.format)
-            except (sf.LibsndfileError, TypeError, ValueError) as exc:
-                self._error(500, str(exc), "Internal Server Error")  # e.g. "pcm", as in v1.5.0
-                return
-            content_type = {"wav": "audio/wav", "mp3": "audio/mpeg"}.get(
-                req.format, "application/octet-stream")
-            self._send(200, buffer.getvalue(), content_type,
-                       {"Content-Disposition": f"attachment; filename=audio.{req.format}"})
+            answer = self._render(req, data, references)
         finally:
             with owner._lock:
                 owner._in_flight -= 1
+        # Sent once the render is over: the client may send its next request as soon as it has
+        # read this answer, before this thread would get past the write.
+        self._send(*answer)
+
+    def _render(self, req: ServeTTSRequest, data: dict[str, Any],
+                references: list[tuple[np.ndarray, int]]
+                ) -> tuple[int, bytes, str, dict[str, str] | None]:
+        """The answer to a whole-file request: (status, body, content type, headers)."""
+        owner = self.owner
+        if owner.mode == "error":
+            return _error_answer(500, "CUDA out of memory", "Internal Server Error")
+        if owner.mode == "sleep":
+            time.sleep(owner.sleep_seconds)
+        with owner._lock:
+            owner.received.append(Received(req, data, dict(self.headers), references))
+        buffer = io.BytesIO()
+        try:
+            sf.write(buffer, synthetic_speech(req.text, req.seed), SAMPLE_RATE,
+                     format=req.format)
+        except (sf.LibsndfileError, TypeError, ValueError) as exc:
+            return _error_answer(500, str(exc), "Internal Server Error")  # e.g. "pcm", as in v1.5.0
+        content_type = {"wav": "audio/wav", "mp3": "audio/mpeg"}.get(
+            req.format, "application/octet-stream")
+        return (200, buffer.getvalue(), content_type,
+                {"Content-Disposition": f"attachment; filename=audio.{req.format}"})
 
     def _stream(self, req: ServeTTSRequest, data: dict[str, Any],
                 references: list[tuple[np.ndarray, int]]) -> None:
