@@ -368,6 +368,26 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     return job
 
 
+# One round trip for a poll: the job row beside each file of its revision once it succeeded.
+_JOB_WITH_FILES = (select(Job, JobFile)
+                   .outerjoin(JobFile, and_(JobFile.job_id == Job.id,
+                                            JobFile.revision == Job.revision,
+                                            Job.status == "succeeded"))
+                   .where(Job.tenant_id == bindparam("tenant_id"), Job.id == bindparam("job_id"),
+                          Job.deleted_at.is_(None))
+                   .order_by(JobFile.id))
+
+
+def get_job_with_files(session: Session, tenant_id: str, job_id: str
+                       ) -> tuple[Job, list[JobFile]]:
+    """The tenant's job and, when it succeeded, the files of its revision (NotFound if not
+    the tenant's)."""
+    rows = session.execute(_JOB_WITH_FILES, {"tenant_id": tenant_id, "job_id": job_id}).all()
+    if not rows:
+        raise NotFound(f"job {job_id} not found")
+    return rows[0][0], [file for _, file in rows if file is not None]
+
+
 def job_files(session: Session, job_id: str, revision: int) -> list[JobFile]:
     """The files of one revision of the job."""
     return list(session.scalars(_JOB_FILES, {"job_id": job_id, "revision": revision}))

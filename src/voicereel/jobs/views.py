@@ -89,11 +89,8 @@ def job_view(services: Services, tenant_id: str, job_id: str, base_url: str) -> 
     """The tenant's job, with download URLs valid for the configured TTL (NotFound if not
     the tenant's)."""
     with services.db.reads() as session:
-        # The job row first: its files are committed before it says succeeded, and only a
-        # job with a callback URL (kept by every revision) has delivery attempts.
-        job = repo.get_job(session, tenant_id, job_id)
-        files = (repo.job_files(session, job.id, job.revision) if job.status == "succeeded"
-                 else [])
+        # Only a job with a callback URL (kept by every revision) has delivery attempts.
+        job, files = repo.get_job_with_files(session, tenant_id, job_id)
         callback_url = (job.request or {}).get("callback_url")
         attempts = repo.webhook_attempts(session, job.id) if callback_url else []
     links = file_links(services, job.id, job.revision, files, base_url)
