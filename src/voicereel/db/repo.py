@@ -354,8 +354,10 @@ def add_job(session: Session, job: Job) -> Job:
     return job
 
 
-_JOB = select(Job).where(Job.tenant_id == bindparam("tenant_id"), Job.id == bindparam("job_id"),
-                         Job.deleted_at.is_(None))
+# The tenant's job, unless deleted
+_TENANT_JOB = (Job.tenant_id == bindparam("tenant_id"), Job.id == bindparam("job_id"),
+               Job.deleted_at.is_(None))
+_JOB = select(Job).where(*_TENANT_JOB)
 _JOB_FILES = (select(JobFile).where(JobFile.job_id == bindparam("job_id"),
                                     JobFile.revision == bindparam("revision"))
               .order_by(JobFile.id))
@@ -373,8 +375,7 @@ _JOB_WITH_FILES = (select(Job, JobFile)
                    .outerjoin(JobFile, and_(JobFile.job_id == Job.id,
                                             JobFile.revision == Job.revision,
                                             Job.status == "succeeded"))
-                   .where(Job.tenant_id == bindparam("tenant_id"), Job.id == bindparam("job_id"),
-                          Job.deleted_at.is_(None))
+                   .where(*_TENANT_JOB)
                    .order_by(JobFile.id))
 
 
